@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// The README's test command. Type-checks, lints, runs jest, then the planner's exhaustive check,
+// and closes with one plain "N passed, N failed" line that CI can read.
+import { spawnSync } from 'node:child_process';
+
+const steps = [
+  ['typecheck', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
+  ['lint', 'npx', ['eslint', '.']],
+  ['jest', 'node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', '--outputFile=.jest-results.json', ...process.argv.slice(2)]],
+];
+let passed = 0;
+let failed = 0;
+for (const [name, cmd, args] of steps) {
+  const started = Date.now();
+  console.log(`\n=== ${name} ===`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  const ok = r.status === 0;
+  console.log(`=== ${name}: ${ok ? 'ok' : 'FAILED'} in ${((Date.now() - started) / 1000).toFixed(1)} s ===`);
+  if (name === 'jest') {
+    try {
+      const { readFileSync, rmSync } = await import('node:fs');
+      const res = JSON.parse(readFileSync('.jest-results.json', 'utf8'));
+      rmSync('.jest-results.json');
+      passed += res.numPassedTests;
+      failed += res.numFailedTests + (res.numRuntimeErrorTestSuites ?? 0);
+      if (!ok && res.numFailedTests === 0 && !res.numRuntimeErrorTestSuites) failed += 1;
+    } catch {
+      if (!ok) failed += 1;
+    }
+  } else if (ok) passed += 1;
+  else failed += 1;
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
