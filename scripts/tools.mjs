@@ -42,6 +42,8 @@ import {
   closeSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import process from 'node:process';
+import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
