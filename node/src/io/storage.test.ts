@@ -1,0 +1,252 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Entry, HardState, Snapshot } from '../core/types.js';
+import { crc32, crc32Portable } from './crc32.js';
+import { CorruptLogError, Storage, snapshotName } from './storage.js';
+import { FRAME_HEADER_BYTES, segmentName, type WalFs } from './wal.js';
+
+const hard = (commit: number, round = 1): HardState => ({
+  promised: { round, node: 0 },
+  config: { epoch: 1, members: [0, 1, 2] },
+  fenceEpoch: 0,
+  commit,
+});
+const entry = (slot: number, value = `v${slot}`, round = 1): Entry => ({
+  slot,
+  ballot: { round, node: 0 },
+  command: { kind: 'kv', client: 'c', seq: slot, op: { type: 'put', key: `k${slot}`, value } },
+});
+const entries = (from: number, to: number): Entry[] => Array.from({ length: to - from + 1 }, (_, i) => entry(from + i));
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxos-storage-'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function counting(): { fs: WalFs; syncs: () => number; writes: () => number } {
+  let syncs = 0;
+  let writes = 0;
+  const wrapped: WalFs = {
+    ...fs,
+    fdatasyncSync: (fd) => {
+      syncs++;
+      fs.fdatasyncSync(fd);
+    },
+    writeSync: ((...args: Parameters<typeof fs.writeSync>) => {
+      writes++;
+      return (fs.writeSync as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync,
+  };
+  return { fs: wrapped, syncs: () => syncs, writes: () => writes };
+}
+
+function fresh(options = {}): Storage {
+  const { storage, state } = Storage.open(dir, options);
+  expect(state).toBeUndefined();
+  storage.initialize(hard(0));
+  return storage;
+}
+
+const lastSegment = (): string => {
+  const names = fs.readdirSync(path.join(dir, 'wal')).filter((n) => n.endsWith('.log')).sort();
+  return path.join(dir, 'wal', names.at(-1) as string);
+};
+
+describe('crc32', () => {
+  it('native and portable implementations agree', () => {
+    const data = Buffer.from('123456789');
+    expect(crc32Portable(data)).toBe(0xcbf43926);
+    expect(crc32(data)).toBe(0xcbf43926);
+    const random = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7919) & 0xff));
+    expect(crc32(random)).toBe(crc32Portable(random));
+  });
+});
+
+describe('Storage', () => {
+  it('round-trips hard state and entries; a later entry for a slot wins', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(1), entries: entries(1, 3), mustSync: true });
+    storage.persist({ hardState: hard(2, 2), entries: [entry(3, 'replaced', 2), entry(4)], mustSync: true });
+    storage.close();
+    const { state } = Storage.open(dir);
+    expect(state?.hard).toEqual(hard(2, 2));
+    expect(state?.entries.map((e) => e.slot)).toEqual([1, 2, 3, 4]);
+    expect(state?.entries[2]).toEqual(entry(3, 'replaced', 2));
+    expect(state?.snapshot).toBeUndefined();
+  });
+
+  it('group commit: one Ready is one write and one fdatasync, however many entries', () => {
+    const c = counting();
+    const storage = fresh({ fs: c.fs });
+    const [syncs0, writes0] = [c.syncs(), c.writes()];
+    storage.persist({ hardState: hard(1), entries: entries(1, 500), mustSync: true });
+    expect(c.syncs() - syncs0).toBe(1);
+    expect(c.writes() - writes0).toBe(1);
+    storage.persist({ entries: entries(501, 510), mustSync: false });
+    expect(c.syncs() - syncs0).toBe(1);
+    storage.persist({ entries: [], mustSync: true }); // the unsynced batch above gets synced now
+    expect(c.syncs() - syncs0).toBe(2);
+    storage.persist({ entries: [], mustSync: true }); // nothing dirty: no sync
+    expect(c.syncs() - syncs0).toBe(2);
+    storage.close();
+  });
+
+  it('truncates a torn tail with a warning and keeps appending after it', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    storage.persist({ entries: entries(3, 4), mustSync: true });
+    storage.close();
+    const file = lastSegment();
+    const size = fs.statSync(file).size;
+    fs.truncateSync(file, size - 5); // the last write was cut short
+    const warnings: object[] = [];
+    const logger = { warn: (o: object) => warnings.push(o), info: () => undefined };
+    const reopened = Storage.open(dir, { logger });
+    expect(warnings).toHaveLength(1);
+    expect(reopened.state?.entries.map((e) => e.slot)).toEqual([1, 2]);
+    reopened.storage.persist({ entries: [entry(3, 'again')], mustSync: true });
+    reopened.storage.close();
+    const again = Storage.open(dir, { logger });
+    expect(warnings).toHaveLength(1);
+    expect(again.state?.entries.map((e) => e.command)).toContainEqual(entry(3, 'again').command);
+    again.storage.close();
+  });
+
+  it('treats zero-filled garbage at the end as a torn tail', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    storage.close();
+    fs.appendFileSync(lastSegment(), Buffer.alloc(4096));
+    const { state, storage: s2 } = Storage.open(dir);
+    expect(state?.entries).toHaveLength(2);
+    s2.close();
+  });
+
+  it('refuses to open when a record in the middle is corrupt, naming file and offset', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    storage.persist({ entries: entries(3, 4), mustSync: true });
+    storage.persist({ entries: entries(5, 6), mustSync: true });
+    storage.close();
+    const file = lastSegment();
+    const buf = fs.readFileSync(file);
+    // Find the second entries frame and flip a payload byte in it.
+    let offset = 8;
+    const frames: number[] = [];
+    while (offset < buf.length) {
+      frames.push(offset);
+      offset += FRAME_HEADER_BYTES + buf.readUInt32LE(offset);
+    }
+    const victim = frames[2] as number;
+    buf[victim + FRAME_HEADER_BYTES + 3] ^= 0xff;
+    fs.writeFileSync(file, buf);
+    let error: unknown;
+    try {
+      Storage.open(dir);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CorruptLogError);
+    expect((error as CorruptLogError).file).toBe(file);
+    expect((error as CorruptLogError).offset).toBe(victim);
+  });
+
+  it('detects a corrupt length field in the middle too', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    storage.persist({ entries: entries(3, 4), mustSync: true });
+    storage.close();
+    const file = lastSegment();
+    const buf = fs.readFileSync(file);
+    buf.writeUInt32LE(0x7fffffff, 8); // the preamble's length
+    fs.writeFileSync(file, buf);
+    expect(() => Storage.open(dir)).toThrow(CorruptLogError);
+  });
+
+  it('snapshot + compaction + restart: old segments and snapshots are dropped', () => {
+    const storage = fresh({ segmentBytesMax: 2048 });
+    for (let i = 0; i < 20; i++) storage.persist({ hardState: hard(i * 5 + 5), entries: entries(i * 5 + 1, i * 5 + 5), mustSync: true });
+    const before = storage.segments.length;
+    expect(before).toBeGreaterThan(3);
+    const snap1: Snapshot = { index: 50, config: { epoch: 1, members: [0, 1, 2] }, data: '{"s":50}' };
+    storage.saveSnapshot(snap1);
+    expect(storage.segments.length).toBeLessThan(before);
+    const snap2: Snapshot = { ...snap1, index: 90, data: '{"s":90}' };
+    storage.saveSnapshot(snap2);
+    storage.persist({ entries: entries(101, 102), mustSync: true });
+    storage.close();
+    expect(fs.readdirSync(path.join(dir, 'snap'))).toEqual([snapshotName(90)]);
+    const { state, storage: s2 } = Storage.open(dir);
+    expect(state?.snapshot).toEqual(snap2);
+    expect(state?.entries.map((e) => e.slot)).toEqual([91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102]);
+    expect(state?.hard.commit).toBe(100);
+    s2.close();
+  });
+
+  it('a snapshot in a Ready (from a peer) is installed before the batch is appended', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });
+    const snap: Snapshot = { index: 40, config: { epoch: 2, members: [0, 1, 2] }, data: 'x' };
+    storage.persist({ hardState: hard(40), snapshot: snap, entries: [entry(41)], mustSync: true });
+    storage.close();
+    const { state, storage: s2 } = Storage.open(dir);
+    expect(state?.snapshot).toEqual(snap);
+    expect(state?.entries.map((e) => e.slot)).toEqual([41]);
+    s2.close();
+  });
+
+  it('a crash before the snapshot rename leaves the previous snapshot and full log in force', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    storage.saveSnapshot({ index: 5, config: { epoch: 1, members: [0, 1, 2] }, data: 'five' });
+    storage.persist({ entries: entries(11, 12), mustSync: true });
+    storage.close();
+    // Crash in the middle of writing the next snapshot: the rename never happens.
+    const crashing: WalFs = {
+      ...fs,
+      renameSync: (from, to) => {
+        if (String(to).includes('snapshot-')) throw new Error('crash');
+        fs.renameSync(from, to);
+      },
+    };
+    const { storage: s2 } = Storage.open(dir, { fs: crashing });
+    expect(() => s2.saveSnapshot({ index: 12, config: { epoch: 1, members: [0, 1, 2] }, data: 'twelve' })).toThrow('crash');
+    expect(fs.readdirSync(path.join(dir, 'snap')).some((n) => n.endsWith('.tmp'))).toBe(true);
+    const { state, storage: s3 } = Storage.open(dir);
+    expect(state?.snapshot?.data).toBe('five');
+    expect(state?.entries.map((e) => e.slot)).toEqual([6, 7, 8, 9, 10, 11, 12]);
+    expect(fs.readdirSync(path.join(dir, 'snap'))).toEqual([snapshotName(5)]); // the temp file is gone
+    s3.close();
+  });
+
+  it('a crash after the rename but before segments are dropped recovers from the new snapshot', () => {
+    const storage = fresh();
+    storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    storage.close();
+    const crashing: WalFs = {
+      ...fs,
+      openSync: ((file: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
+        if (String(file).endsWith('.log.tmp')) throw new Error('crash'); // the roll after the rename
+        return fs.openSync(file, flags, mode);
+      }) as typeof fs.openSync,
+    };
+    const { storage: s2 } = Storage.open(dir, { fs: crashing });
+    expect(() => s2.saveSnapshot({ index: 8, config: { epoch: 1, members: [0, 1, 2] }, data: 'eight' })).toThrow('crash');
+    const { state, storage: s3 } = Storage.open(dir);
+    expect(state?.snapshot?.index).toBe(8);
+    expect(state?.entries.map((e) => e.slot)).toEqual([9, 10]);
+    s3.close();
+  });
+
+  it('refuses a directory whose segments have a gap', () => {
+    const storage = fresh({ segmentBytesMax: 512 });
+    for (let i = 0; i < 10; i++) storage.persist({ entries: entries(i * 3 + 1, i * 3 + 3), mustSync: true });
+    storage.close();
+    const segs = fs.readdirSync(path.join(dir, 'wal')).sort();
+    expect(segs.length).toBeGreaterThan(2);
+    fs.rmSync(path.join(dir, 'wal', segmentName(2)));
+    expect(() => Storage.open(dir)).toThrow(CorruptLogError);
+  });
+});

@@ -1,0 +1,269 @@
+/**
+ * Durable storage for the Paxos core: hard state and accepted entries in the write-ahead log,
+ * state-machine snapshots in their own files. See docs/data-dir.md for the layout.
+ */
+import * as nodeFs from 'node:fs';
+import * as path from 'node:path';
+import type { Entry, HardState, PersistedState, Ready, Snapshot } from '../core/types.js';
+import { crc32 } from './crc32.js';
+import { CorruptLogError, Wal, encodeFrame, fsyncDir, type WalFs, type WalLogger } from './wal.js';
+
+/** Record types of the log. Never renumber: old logs must stay readable. */
+export const RecordType = {
+  /** JSON `HardState`; the latest one wins. */
+  hardState: 1,
+  /** JSON `Entry[]`; a later entry for a slot replaces an earlier one. */
+  entries: 2,
+} as const;
+
+const RECORD_TYPES: ReadonlySet<number> = new Set(Object.values(RecordType));
+
+/** Raised when a snapshot file is unreadable: the log below it is gone, so the node must not start. */
+export class CorruptSnapshotError extends Error {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super(`snapshot corrupt: ${file}: ${reason}`);
+    this.name = 'CorruptSnapshotError';
+  }
+}
+
+/** Raised when the data directory holds some files but not a complete state. */
+export class IncompleteDataDirError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly reason: string,
+  ) {
+    super(`data directory ${dir} is incomplete: ${reason}`);
+    this.name = 'IncompleteDataDirError';
+  }
+}
+
+export { CorruptLogError };
+
+/** Options of `Storage.open`. */
+export interface StorageOptions {
+  readonly fs?: WalFs;
+  readonly logger?: WalLogger;
+  readonly segmentBytesMax?: number;
+}
+
+/** What `persist` needs of a Ready. */
+export type PersistBatch = Pick<Ready, 'hardState' | 'snapshot' | 'entries' | 'mustSync'>;
+
+const SNAPSHOT_RE = /^snapshot-(\d+)\.json$/;
+const WAL_DIR = 'wal';
+const SNAP_DIR = 'snap';
+
+/** The file name of the snapshot at `index` (zero-padded so that names sort by index). */
+export function snapshotName(index: number): string {
+  return `snapshot-${String(index).padStart(16, '0')}.json`;
+}
+
+/**
+ * Snapshot file format: one header line `{"v":1,"bytes":N,"crc":C}` then N bytes of the JSON
+ * `Snapshot`. The checksum lets open tell a damaged file from a valid one.
+ */
+function encodeSnapshot(snapshot: Snapshot): Buffer {
+  const body = Buffer.from(JSON.stringify(snapshot), 'utf8');
+  const header = Buffer.from(`${JSON.stringify({ v: 1, bytes: body.length, crc: crc32(body) })}\n`, 'utf8');
+  return Buffer.concat([header, body]);
+}
+
+function decodeSnapshot(buf: Buffer, file: string): Snapshot {
+  const nl = buf.indexOf(0x0a);
+  if (nl < 0) throw new CorruptSnapshotError(file, 'no header line');
+  let header: { v?: unknown; bytes?: unknown; crc?: unknown };
+  try {
+    header = JSON.parse(buf.subarray(0, nl).toString('utf8')) as typeof header;
+  } catch (cause) {
+    throw new CorruptSnapshotError(file, `bad header: ${String(cause)}`);
+  }
+  if (header.v !== 1) throw new CorruptSnapshotError(file, `unsupported version ${String(header.v)}`);
+  const body = buf.subarray(nl + 1);
+  if (body.length !== header.bytes) throw new CorruptSnapshotError(file, `length ${body.length}, header says ${String(header.bytes)}`);
+  if (crc32(body) !== header.crc) throw new CorruptSnapshotError(file, 'checksum mismatch');
+  return JSON.parse(body.toString('utf8')) as Snapshot;
+}
+
+/**
+ * The node's storage. `open` recovers the persisted state; `persist` writes one Ready with a
+ * single write and at most one fdatasync; `saveSnapshot` installs a snapshot and compacts.
+ */
+export class Storage {
+  private hard: HardState | undefined;
+  private snapshotIndex = 0;
+  private readonly fs: WalFs;
+
+  private constructor(
+    readonly dir: string,
+    private readonly wal: Wal,
+    options: StorageOptions,
+  ) {
+    this.fs = options.fs ?? nodeFs;
+  }
+
+  /**
+   * Opens the data directory `dir`. Returns `state: undefined` for a fresh directory (call
+   * `initialize`). Throws `CorruptLogError`, `CorruptSnapshotError` or
+   * `IncompleteDataDirError` when the node must not start.
+   */
+  static open(dir: string, options: StorageOptions = {}): { storage: Storage; state: PersistedState | undefined } {
+    const fs = options.fs ?? nodeFs;
+    const snapDir = path.join(dir, SNAP_DIR);
+    fs.mkdirSync(snapDir, { recursive: true });
+    const snapshot = loadNewestSnapshot(fs, snapDir, options.logger);
+
+    let hard: HardState | undefined;
+    const entries = new Map<number, Entry>();
+    const walOptions = {
+      types: RECORD_TYPES,
+      ...(options.fs ? { fs: options.fs } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.segmentBytesMax ? { segmentBytesMax: options.segmentBytesMax } : {}),
+    };
+    const slotHighs = new Map<number, number>();
+    const wal = Wal.open(path.join(dir, WAL_DIR), walOptions, (record, seq) => {
+      const value = parsePayload(record.payload, path.join(dir, WAL_DIR), seq, record.offset);
+      if (record.type === RecordType.hardState) {
+        hard = value as HardState;
+      } else {
+        for (const entry of value as Entry[]) {
+          entries.set(entry.slot, entry);
+          if (entry.slot > (slotHighs.get(seq) ?? 0)) slotHighs.set(seq, entry.slot);
+        }
+      }
+    });
+    for (const [seq, slot] of slotHighs) wal.noteSlotHigh(seq, slot);
+
+    const storage = new Storage(dir, wal, options);
+    if (hard === undefined) {
+      if (!wal.empty || snapshot) throw new IncompleteDataDirError(dir, 'files present but no hard state record');
+      return { storage, state: undefined };
+    }
+    storage.hard = hard;
+    storage.snapshotIndex = snapshot?.index ?? 0;
+    const live = [...entries.values()].filter((e) => e.slot > storage.snapshotIndex).sort((a, b) => a.slot - b.slot);
+    return { storage, state: { hard, entries: live, ...(snapshot ? { snapshot } : {}) } };
+  }
+
+  /** Starts a fresh data directory with `hard` (e.g. the bootstrap configuration). */
+  initialize(hard: HardState): PersistedState {
+    if (this.hard !== undefined) throw new Error('storage already initialized');
+    this.hard = hard;
+    this.wal.roll(this.hardFrame());
+    return { hard, entries: [] };
+  }
+
+  /** The index of the newest snapshot on disk (0 if none). */
+  get snapshotAt(): number {
+    return this.snapshotIndex;
+  }
+
+  /** fdatasync calls so far (for metrics and tests). */
+  get syncCount(): number {
+    return this.wal.syncCount;
+  }
+
+  /**
+   * Makes one Ready's state durable: a snapshot received from a peer first (its own files),
+   * then the hard state and entries as one write followed by one fdatasync if `mustSync`.
+   */
+  persist(batch: PersistBatch): void {
+    if (this.hard === undefined) throw new Error('persist before initialize');
+    if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) this.saveSnapshot(batch.snapshot);
+    const frames: Buffer[] = [];
+    if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
+    let slotHigh = 0;
+    if (batch.entries.length > 0) {
+      frames.push(encodeFrame(RecordType.entries, Buffer.from(JSON.stringify(batch.entries), 'utf8')));
+      for (const entry of batch.entries) if (entry.slot > slotHigh) slotHigh = entry.slot;
+    }
+    const data = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+    // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
+    if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
+    this.wal.append(data, batch.mustSync, slotHigh);
+    if (batch.hardState) this.hard = batch.hardState;
+  }
+
+  /**
+   * Installs `snapshot` durably (temp file, fsync, rename, directory fsync), then rolls the
+   * log and deletes the segments and older snapshots it makes redundant. A crash at any point
+   * leaves either the old or the new snapshot in force, each with the log it needs.
+   */
+  saveSnapshot(snapshot: Snapshot): void {
+    if (this.hard === undefined) throw new Error('snapshot before initialize');
+    if (snapshot.index <= this.snapshotIndex) return;
+    const fs = this.fs;
+    const snapDir = path.join(this.dir, SNAP_DIR);
+    const file = path.join(snapDir, snapshotName(snapshot.index));
+    const tmp = `${file}.tmp`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      const data = encodeSnapshot(snapshot);
+      let written = 0;
+      while (written < data.length) written += fs.writeSync(fd, data, written, data.length - written, written);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    fsyncDir(fs, snapDir);
+    this.snapshotIndex = snapshot.index;
+    // Roll so that the segment that held entries up to the snapshot is closed and can go.
+    this.wal.roll(this.hardFrame());
+    this.wal.dropSegmentsThrough(snapshot.index);
+    let removed = false;
+    for (const name of fs.readdirSync(snapDir) as string[]) {
+      const m = SNAPSHOT_RE.exec(name);
+      if (m && Number(m[1]) < snapshot.index) {
+        fs.unlinkSync(path.join(snapDir, name));
+        removed = true;
+      }
+    }
+    if (removed) fsyncDir(fs, snapDir);
+  }
+
+  /** Segment sequence numbers on disk (for tests and status). */
+  get segments(): number[] {
+    return this.wal.segmentSeqs;
+  }
+
+  /** Syncs and closes the log. */
+  close(): void {
+    this.wal.close();
+  }
+
+  private hardFrame(): Buffer {
+    return encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(this.hard), 'utf8'));
+  }
+}
+
+function parsePayload(payload: Buffer, dir: string, seq: number, offset: number): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch (cause) {
+    // The CRC matched, so this is a bug in a writer, not disk damage; still refuse to start.
+    throw new CorruptLogError(path.join(dir, `segment ${seq}`), offset, `undecodable payload: ${String(cause)}`);
+  }
+}
+
+function loadNewestSnapshot(fs: WalFs, snapDir: string, logger: WalLogger | undefined): Snapshot | undefined {
+  let newest: { index: number; name: string } | undefined;
+  for (const name of fs.readdirSync(snapDir) as string[]) {
+    if (name.endsWith('.tmp')) {
+      // A snapshot that was being written when the process died; the previous one is in force.
+      logger?.info({ file: name }, 'removing unfinished snapshot');
+      fs.unlinkSync(path.join(snapDir, name));
+      continue;
+    }
+    const m = SNAPSHOT_RE.exec(name);
+    if (m && (!newest || Number(m[1]) > newest.index)) newest = { index: Number(m[1]), name };
+  }
+  if (!newest) return undefined;
+  const file = path.join(snapDir, newest.name);
+  const snapshot = decodeSnapshot(fs.readFileSync(file), file);
+  if (snapshot.index !== newest.index) throw new CorruptSnapshotError(file, `holds index ${snapshot.index}`);
+  return snapshot;
+}
