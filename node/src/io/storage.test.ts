@@ -140,7 +140,8 @@ describe('Storage', () => {
       offset += FRAME_HEADER_BYTES + buf.readUInt32LE(offset);
     }
     const victim = frames[2] as number;
-    buf[victim + FRAME_HEADER_BYTES + 3] ^= 0xff;
+    const at = victim + FRAME_HEADER_BYTES + 3;
+    buf[at] = (buf[at] as number) ^ 0xff;
     fs.writeFileSync(file, buf);
     let error: unknown;
     try {
@@ -227,9 +228,9 @@ describe('Storage', () => {
     storage.close();
     const crashing: WalFs = {
       ...fs,
-      openSync: ((file: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
-        if (String(file).endsWith('.log.tmp')) throw new Error('crash'); // the roll after the rename
-        return fs.openSync(file, flags, mode);
+      openSync: ((...args: Parameters<typeof fs.openSync>) => {
+        if (String(args[0]).endsWith('.log.tmp')) throw new Error('crash'); // the roll after the rename
+        return fs.openSync(...args);
       }) as typeof fs.openSync,
     };
     const { storage: s2 } = Storage.open(dir, { fs: crashing });
