@@ -1,0 +1,162 @@
+/**
+ * The replicated key-value state machine, with per-client sessions so that a retried request
+ * is applied exactly once.
+ *
+ * Pure and deterministic: two replicas that apply the same entries hold the same state and
+ * produce byte-identical snapshots.
+ */
+import type { Entry, KvOp } from './types.js';
+
+/** One key and its value, as returned by a range read. */
+export interface KvPair {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** The outcome of applying one client command. */
+export type KvResult =
+  | {
+      readonly ok: true;
+      /** put/delete: the previous value; get: the value; cas: the previous value. `null` = absent. */
+      readonly value?: string | null;
+      readonly entries?: readonly KvPair[];
+    }
+  | {
+      readonly ok: false;
+      /** `casMismatch`: the current value differs; `staleSequence`: an older request of a session. */
+      readonly code: 'casMismatch' | 'staleSequence';
+      readonly current?: string | null;
+    };
+
+/** Tunables of the store. */
+export interface KvOptions {
+  /** Sessions kept; the least recently used is forgotten beyond this (its retries then fail as stale). */
+  readonly maxSessions: number;
+}
+
+const DEFAULT_OPTIONS: KvOptions = { maxSessions: 100_000 };
+
+interface Session {
+  readonly seq: number;
+  readonly result: KvResult;
+}
+
+interface SnapshotShape {
+  readonly v: 1;
+  readonly applied: number;
+  readonly data: ReadonlyArray<readonly [string, string]>;
+  readonly sessions: ReadonlyArray<readonly [string, number, KvResult]>;
+}
+
+/** Thrown when entries are applied out of order: a bug in the driver, never a client error. */
+export class ApplyOrderError extends Error {
+  constructor(readonly expected: number, readonly got: number) {
+    super(`entries must be applied in order: expected slot ${expected}, got ${got}`);
+    this.name = 'ApplyOrderError';
+  }
+}
+
+/** The key-value store. */
+export class KvStore {
+  private readonly data = new Map<string, string>();
+  /** Map order is least- to most-recently used, so eviction takes the first key. */
+  private readonly sessions = new Map<string, Session>();
+  private appliedSlot = 0;
+
+  constructor(private readonly options: KvOptions = DEFAULT_OPTIONS) {}
+
+  /** The last slot applied. */
+  get applied(): number {
+    return this.appliedSlot;
+  }
+
+  /** Number of keys stored. */
+  get size(): number {
+    return this.data.size;
+  }
+
+  /**
+   * Applies the chosen entry of the next slot. Returns the client's result for `kv` commands
+   * and `undefined` for no-ops and configuration entries.
+   */
+  apply(entry: Entry): KvResult | undefined {
+    if (entry.slot !== this.appliedSlot + 1) throw new ApplyOrderError(this.appliedSlot + 1, entry.slot);
+    this.appliedSlot = entry.slot;
+    const command = entry.command;
+    if (command.kind !== 'kv') return undefined;
+    const session = this.sessions.get(command.client);
+    if (session !== undefined && command.seq <= session.seq) {
+      // A retry of the session's last request gets the same answer; anything older was
+      // superseded (the client has moved on), so executing it now would reorder its writes.
+      return command.seq === session.seq ? session.result : { ok: false, code: 'staleSequence' };
+    }
+    const result = this.execute(command.op);
+    this.sessions.delete(command.client);
+    this.sessions.set(command.client, { seq: command.seq, result });
+    if (this.sessions.size > this.options.maxSessions) {
+      const oldest = this.sessions.keys().next().value;
+      if (oldest !== undefined) this.sessions.delete(oldest);
+    }
+    return result;
+  }
+
+  /** Reads one key from the applied state (for read-index reads). */
+  get(key: string): string | undefined {
+    return this.data.get(key);
+  }
+
+  /** Keys with `prefix`, in lexicographic order, at most `limit` of them. */
+  range(prefix: string, limit: number): KvPair[] {
+    const keys: string[] = [];
+    for (const key of this.data.keys()) if (key.startsWith(prefix)) keys.push(key);
+    keys.sort();
+    return keys.slice(0, Math.max(0, limit)).map((key) => ({ key, value: this.data.get(key) as string }));
+  }
+
+  /** Serialises the whole state, sessions included, deterministically. */
+  snapshot(): string {
+    const shape: SnapshotShape = {
+      v: 1,
+      applied: this.appliedSlot,
+      data: [...this.data.entries()],
+      sessions: [...this.sessions.entries()].map(([client, s]) => [client, s.seq, s.result] as const),
+    };
+    return JSON.stringify(shape);
+  }
+
+  /** Rebuilds a store from `snapshot()` output. */
+  static restore(serialised: string, options: KvOptions = DEFAULT_OPTIONS): KvStore {
+    const shape = JSON.parse(serialised) as SnapshotShape;
+    if (shape.v !== 1) throw new Error(`unsupported snapshot version ${String(shape.v)}`);
+    const store = new KvStore(options);
+    store.appliedSlot = shape.applied;
+    for (const [key, value] of shape.data) store.data.set(key, value);
+    for (const [client, seq, result] of shape.sessions) store.sessions.set(client, { seq, result });
+    return store;
+  }
+
+  private execute(op: KvOp): KvResult {
+    switch (op.type) {
+      case 'put': {
+        const previous = this.data.get(op.key) ?? null;
+        this.data.set(op.key, op.value);
+        return { ok: true, value: previous };
+      }
+      case 'delete': {
+        const previous = this.data.get(op.key) ?? null;
+        this.data.delete(op.key);
+        return { ok: true, value: previous };
+      }
+      case 'cas': {
+        const current = this.data.get(op.key) ?? null;
+        if (current !== op.expected) return { ok: false, code: 'casMismatch', current };
+        this.data.set(op.key, op.value);
+        return { ok: true, value: current };
+      }
+      case 'get':
+        return { ok: true, value: this.data.get(op.key) ?? null };
+      case 'range':
+        return { ok: true, entries: this.range(op.prefix, op.limit) };
+    }
+  }
+}
