@@ -173,13 +173,15 @@ export class Storage {
   persist(batch: PersistBatch): void {
     if (this.hard === undefined) throw new Error('persist before initialize');
     if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) this.saveSnapshot(batch.snapshot);
+    // Entries before the hard state: a torn write can then lose the commit hint, never leave a
+    // hint that names entries which are not on disk (the core relies on this order).
     const frames: Buffer[] = [];
-    if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
     let slotHigh = 0;
     if (batch.entries.length > 0) {
       frames.push(encodeFrame(RecordType.entries, Buffer.from(JSON.stringify(batch.entries), 'utf8')));
       for (const entry of batch.entries) if (entry.slot > slotHigh) slotHigh = entry.slot;
     }
+    if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
     const data = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
     // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
     if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
