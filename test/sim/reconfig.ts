@@ -1,0 +1,208 @@
+import type { Config, NodeId, ReplicaStatus } from '../../node/src/core/types.js';
+import { describeConfig, range, type World } from './world.js';
+
+/** How the old leader's turn is taken (the design note keeps both to compare them). */
+export type LeaderTurn = 'transfer' | 'election';
+
+/** Tunables of a reconfiguration. */
+export interface ReconfigOptions {
+  readonly leaderTurn: LeaderTurn;
+  /** A step whose health condition does not hold after this many ticks is retried. */
+  readonly stepTimeoutTicks: number;
+  /**
+   * The unsafe plain method, for the split-brain demonstration only: start every new node at
+   * once and convert nodes without waiting for health. Never used by the normal workload.
+   */
+  readonly rush: boolean;
+}
+
+/** One operator action, as the trace shows it. */
+export type Action =
+  | { readonly kind: 'start'; readonly node: NodeId }
+  | { readonly kind: 'convert'; readonly node: NodeId }
+  | { readonly kind: 'transfer'; readonly from: NodeId; readonly to: NodeId }
+  | { readonly kind: 'finalize'; readonly leader: NodeId }
+  | { readonly kind: 'stop'; readonly node: NodeId }
+  | { readonly kind: 'wait'; readonly why: string }
+  | { readonly kind: 'done' };
+
+/** What the planner sees of the cluster: statuses of running nodes, the leader, who exists. */
+export interface Observed {
+  readonly exists: ReadonlySet<NodeId>;
+  readonly status: ReadonlyMap<NodeId, ReplicaStatus>;
+  readonly leader: ReplicaStatus | undefined;
+}
+
+/**
+ * The next action of the planner's order (design note, "The planner's order (ours)"), from what
+ * is observed now: level-triggered, so a step that timed out, a crash or a change of leader just
+ * lead to the right next action on the next call. Every action is idempotent.
+ *
+ * The operator's planner (`operator/src/plan/`) did not exist when this was written; this is the
+ * simulator's own transcription of the note, kept small so that it can be swapped for `nextStep`.
+ */
+export function nextAction(from: Config, target: Config, observed: Observed, leaderTurn: LeaderTurn, rush: boolean): Action {
+  const { exists, status, leader } = observed;
+  const old = from.members;
+  const members = target.members;
+  const added = members.filter((id) => !old.includes(id));
+  const removed = old.filter((id) => !members.includes(id));
+  const converted = (id: NodeId): boolean => {
+    const s = status.get(id);
+    return s !== undefined && s.config.epoch >= target.epoch;
+  };
+  const healthy = (id: NodeId): boolean => status.get(id)?.caughtUp === true;
+  const finalized = leader !== undefined && leader.config.epoch >= target.epoch && leader.config.prior === undefined;
+
+  if (finalized) {
+    // Shrink: only now stop the removed nodes, highest ordinal first.
+    const stop = removed.filter((id) => exists.has(id)).sort((a, b) => b - a)[0];
+    return stop === undefined ? { kind: 'done' } : { kind: 'stop', node: stop };
+  }
+  if (leader === undefined) return { kind: 'wait', why: 'no leader' };
+
+  // Expansion step 1: the first k new nodes, one at a time, each caught up before the next.
+  const k = Math.min(added.length, Math.max(1, Math.floor(members.length / 2) + 2 - old.length));
+  const firstBatch = rush ? added : added.slice(0, k);
+  for (const id of firstBatch) {
+    if (!exists.has(id)) return { kind: 'start', node: id };
+    if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up` };
+  }
+  // Shrink step 1: a leader that is being removed hands over to the most caught-up survivor.
+  if (removed.includes(leader.id)) {
+    const to = mostCaughtUp(members, status, leader);
+    return to === undefined ? { kind: 'wait', why: 'no survivor to take over' } : { kind: 'transfer', from: leader.id, to };
+  }
+  // Step 2: the old followers that stay, in ordinal order, each back and caught up before the next.
+  const staying = old.filter((id) => members.includes(id));
+  for (const id of staying) {
+    if (id === leader.id) continue;
+    if (!status.has(id)) {
+      if (rush) continue;
+      return { kind: 'wait', why: `node ${id} is down` };
+    }
+    if (!converted(id)) return { kind: 'convert', node: id };
+    if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up after conversion` };
+  }
+  // Step 3: the leader's turn.
+  if (!converted(leader.id)) {
+    if (leaderTurn === 'transfer') {
+      const to = mostCaughtUp(members.filter(converted), status, leader);
+      if (to !== undefined) return { kind: 'transfer', from: leader.id, to };
+    }
+    return { kind: 'convert', node: leader.id };
+  }
+  // Step 4: the remaining new nodes, one at a time.
+  for (const id of added) {
+    if (!exists.has(id)) return { kind: 'start', node: id };
+    if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up` };
+  }
+  // Step 5: finalize once every member is on the target configuration.
+  const missing = members.filter((id) => !converted(id));
+  if (missing.length > 0) return { kind: 'wait', why: `nodes ${missing.join(',')} not converted` };
+  return { kind: 'finalize', leader: leader.id };
+}
+
+/** The running member (other than the leader) with the highest commit index. */
+function mostCaughtUp(candidates: readonly NodeId[], status: ReadonlyMap<NodeId, ReplicaStatus>, leader: ReplicaStatus): NodeId | undefined {
+  let best: ReplicaStatus | undefined;
+  for (const id of candidates) {
+    const s = status.get(id);
+    if (s === undefined || id === leader.id || !s.caughtUp) continue;
+    if (best === undefined || s.commit > best.commit) best = s;
+  }
+  return best?.id;
+}
+
+/** The configurations of a change from `from` to `size` members (ordinals 0..size-1). */
+export function targetConfig(from: Config, size: number): Config {
+  return { epoch: from.epoch + 1, members: range(size), prior: from.members };
+}
+
+/**
+ * Drives one reconfiguration through the operator's operations (start, convert, transfer,
+ * finalize, stop), one action at a time: after an action it waits until the action's effect is
+ * visible and the cluster is healthy, and retries after `stepTimeoutTicks` if it is not.
+ */
+export class Reconfiguration {
+  readonly target: Config;
+  done = false;
+  actions = 0;
+  private waitUntil = 0;
+  private lastAction = '';
+
+  constructor(
+    private readonly world: World,
+    readonly from: Config,
+    readonly toSize: number,
+    private readonly options: ReconfigOptions,
+  ) {
+    this.target = targetConfig(from, toSize);
+    world.trace.log(world.now, `reconfigure ${describeConfig(from)} -> ${toSize} nodes`);
+  }
+
+  /** The finalized configuration this change ends in. */
+  get finalConfig(): Config {
+    return { epoch: this.target.epoch, members: this.target.members };
+  }
+
+  /** Called every tick: performs the next action when the last one has settled or timed out. */
+  step(): void {
+    if (this.done) return;
+    const world = this.world;
+    const action = nextAction(this.from, this.target, this.observe(), this.options.leaderTurn, this.options.rush);
+    if (action.kind === 'done') {
+      this.done = true;
+      world.trace.log(world.now, `reconfiguration to ${describeConfig(this.finalConfig)} done after ${this.actions} actions`);
+      return;
+    }
+    if (action.kind === 'wait') return;
+    // The same action again before its timeout: its effect is on the way (e.g. a transfer).
+    const key = JSON.stringify(action);
+    if (key === this.lastAction && world.now < this.waitUntil) return;
+    this.lastAction = key;
+    this.waitUntil = world.now + this.options.stepTimeoutTicks;
+    this.actions++;
+    this.perform(action);
+  }
+
+  private observe(): Observed {
+    const status = new Map<NodeId, ReplicaStatus>();
+    for (const id of this.world.ids()) {
+      const s = this.world.status(id);
+      if (s !== undefined) status.set(id, s);
+    }
+    return { exists: new Set(this.world.ids()), status, leader: this.world.leader() };
+  }
+
+  private perform(action: Action): void {
+    const world = this.world;
+    const call = (id: NodeId, what: string, fn: () => { ok: boolean; error?: string }): void => {
+      const n = world.node(id);
+      if (!n?.up) return;
+      world.guard(id, () => {
+        const r = fn();
+        world.trace.log(world.now, `operator: ${what}${r.ok ? '' : ` refused: ${r.error ?? ''}`}`);
+      });
+    };
+    switch (action.kind) {
+      case 'start':
+        world.startNew(action.node, this.target, this.from.epoch);
+        return;
+      case 'convert':
+        call(action.node, `convert ${action.node} to ${describeConfig(this.target)}`, () => world.node(action.node)!.replica.convert(this.target));
+        return;
+      case 'transfer':
+        call(action.from, `transfer leadership ${action.from} -> ${action.to}`, () => world.node(action.from)!.replica.transferLeadership(action.to));
+        return;
+      case 'finalize':
+        call(action.leader, `finalize on ${action.leader}`, () => world.node(action.leader)!.replica.finalize());
+        return;
+      case 'stop':
+        world.remove(action.node);
+        return;
+      default:
+        return;
+    }
+  }
+}

@@ -1,0 +1,215 @@
+import { ZERO_BALLOT, type Config, type Message, type NodeId, type PersistedState, type ReplicaStatus } from '../../node/src/core/types.js';
+import { AgreementChecker } from './agreement.js';
+import { Network } from './network.js';
+import { SimNode, type ReplicaFactory, type SimNodeOptions } from './node.js';
+import type { Rng } from './rng.js';
+import { Trace } from './trace.js';
+
+/** Tunables of a world. */
+export interface WorldOptions {
+  readonly node: Omit<SimNodeOptions, 'genesis'>;
+  /** Upper bound on messages in flight in the network. */
+  readonly maxInFlightMessages: number;
+}
+
+/** Default replica and node tunables for simulation: short timeouts so that runs stay short. */
+export const DEFAULT_WORLD_OPTIONS: WorldOptions = {
+  node: {
+    replica: {
+      electionTimeoutTicks: 20,
+      heartbeatTicks: 4,
+      maxBatchEntries: 16,
+      maxInflightPerPeer: 8,
+      maxPendingProposals: 64,
+      maxPendingReads: 64,
+    },
+    compactEverySlots: 40,
+  },
+  maxInFlightMessages: 5_000,
+};
+
+/** Compares two configs by value. */
+export function sameConfig(a: Config, b: Config): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The durable state of a node that bootstraps a new cluster, or joins one as a new member. */
+export function initialState(config: Config, fenceEpoch: number): PersistedState {
+  return { hard: { promised: ZERO_BALLOT, config, fenceEpoch, commit: 0 }, entries: [] };
+}
+
+/**
+ * The simulated cluster: nodes, the network between them, the agreement checker watching every
+ * apply, and the trace. Time advances only through {@link World.tick}; every random choice comes
+ * from the world's `Rng`, so a run is a function of its seed.
+ *
+ * Exceptions thrown by the core are caught and recorded as violations (the driver keeps going
+ * with the node crashed, so that one bug does not hide the next).
+ */
+export class World {
+  now = 0;
+  readonly network: Network<Message>;
+  readonly agreement: AgreementChecker;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly roles = new Map<NodeId, string>();
+  readonly genesis: Config;
+
+  constructor(
+    private readonly rng: Rng,
+    genesisSize: number,
+    private readonly factory: ReplicaFactory,
+    readonly trace: Trace = new Trace(),
+    private readonly options: WorldOptions = DEFAULT_WORLD_OPTIONS,
+    private readonly unsafePlainMajorities = false,
+  ) {
+    this.network = new Network<Message>(rng.fork(1000), options.maxInFlightMessages);
+    this.agreement = new AgreementChecker(() => this.now);
+    this.genesis = { epoch: 1, members: range(genesisSize) };
+    for (const id of this.genesis.members) this.addNode(id, initialState(this.genesis, 1), false);
+  }
+
+  /** Ids of every node that exists (running or crashed), ascending. */
+  ids(): NodeId[] {
+    return [...this.nodes.keys()].sort((a, b) => a - b);
+  }
+
+  /** The node with `id`, running or crashed. */
+  node(id: NodeId): SimNode | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** The status of a running node; undefined when it is down or gone (an unreachable pod). */
+  status(id: NodeId): ReplicaStatus | undefined {
+    const n = this.nodes.get(id);
+    return n?.up ? n.replica.status() : undefined;
+  }
+
+  /** The running node that claims leadership with the highest ballot, if any. */
+  leader(): ReplicaStatus | undefined {
+    let best: ReplicaStatus | undefined;
+    for (const id of this.ids()) {
+      const s = this.status(id);
+      if (s?.role !== 'leader') continue;
+      if (best === undefined || s.ballot.round > best.ballot.round || (s.ballot.round === best.ballot.round && s.ballot.node > best.ballot.node)) best = s;
+    }
+    return best;
+  }
+
+  /** Starts a brand-new node with an empty disk holding `config` (a new pod of an expansion). */
+  startNew(id: NodeId, config: Config, fenceEpoch: number): void {
+    if (this.nodes.has(id)) return;
+    this.trace.log(this.now, `start node ${id} on ${describeConfig(config)}`);
+    this.addNode(id, initialState(config, fenceEpoch), true);
+  }
+
+  /** Stops a node for good and deletes its disk (a removed pod and its volume). */
+  remove(id: NodeId): void {
+    if (!this.nodes.delete(id)) return;
+    this.roles.delete(id);
+    this.trace.log(this.now, `remove node ${id} and its disk`);
+  }
+
+  /** Crashes a running node. */
+  crash(id: NodeId): void {
+    const n = this.nodes.get(id);
+    if (!n?.up) return;
+    const lost = n.crash();
+    this.roles.delete(id);
+    this.trace.log(this.now, `crash node ${id} (lost ${lost} unsynced writes)`);
+  }
+
+  /** Restarts a crashed node from its disk. */
+  restart(id: NodeId): void {
+    const n = this.nodes.get(id);
+    if (n === undefined || n.up) return;
+    this.guard(id, () => n.start());
+    this.trace.log(this.now, `restart node ${id}`);
+  }
+
+  /** Runs `fn` against a node, turning an exception from the core into a violation. */
+  guard(id: NodeId, fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.agreement.violations.push({ kind: 'exception', tick: this.now, message: `node ${id}: ${message}` });
+      const n = this.nodes.get(id);
+      if (n?.up) n.crash();
+    }
+  }
+
+  /** One tick: deliver due messages, tick every running node, drain their Ready batches. */
+  tick(): void {
+    this.now++;
+    this.step(this.network.due(this.now), true);
+  }
+
+  /** Delivers every queued message at once, without ticking (scenarios' `deliver-msgs`). */
+  deliverAll(): number {
+    const messages = this.network.drain();
+    this.step(messages, false);
+    return messages.length;
+  }
+
+  private step(messages: readonly Message[], tick: boolean): void {
+    const inbox = new Map<NodeId, Message[]>();
+    for (const m of messages) {
+      let list = inbox.get(m.to);
+      if (list === undefined) inbox.set(m.to, (list = []));
+      list.push(m);
+    }
+    const send = (m: Message): void => this.network.send(m, this.now);
+    for (const id of this.ids()) {
+      const n = this.nodes.get(id) as SimNode;
+      if (!n.up) continue;
+      this.guard(id, () => n.run(inbox.get(id) ?? [], tick, send));
+    }
+    this.noteRoles();
+  }
+
+  /** Drains every running node without ticking or delivering (after client calls in scenarios). */
+  drainAll(): void {
+    const send = (m: Message): void => this.network.send(m, this.now);
+    for (const id of this.ids()) {
+      const n = this.nodes.get(id) as SimNode;
+      if (n.up) this.guard(id, () => n.drain(send));
+    }
+  }
+
+  private noteRoles(): void {
+    for (const id of this.ids()) {
+      const s = this.status(id);
+      if (s === undefined) continue;
+      const role = s.role === 'leader' ? `leader b${s.ballot.round}.${s.ballot.node}` : s.role;
+      if (this.roles.get(id) === role) continue;
+      this.roles.set(id, role);
+      if (s.role === 'leader' || this.rolesVerbose) this.trace.log(this.now, `node ${id} is ${role} (commit ${s.commit}, ${describeConfig(s.config)})`);
+    }
+  }
+
+  /** Log every role change, not only elections (verbose runs). */
+  rolesVerbose = false;
+
+  private addNode(id: NodeId, state: PersistedState, joining: boolean): void {
+    const options: SimNodeOptions = {
+      ...this.options.node,
+      replica: { ...this.options.node.replica, unsafePlainMajorities: this.unsafePlainMajorities },
+      genesis: this.genesis,
+    };
+    let node: SimNode | undefined;
+    this.guard(id, () => {
+      node = SimNode.create(id, state, joining, options, this.factory, this.rng.fork(id), this.agreement);
+    });
+    if (node !== undefined) this.nodes.set(id, node);
+  }
+}
+
+/** `e2 [0,1,2,3,4] prior [0,1,2]` */
+export function describeConfig(c: Config): string {
+  return `e${c.epoch} [${c.members.join(',')}]${c.prior === undefined ? '' : ` prior [${c.prior.join(',')}]`}`;
+}
+
+/** [0, 1, ..., n-1] */
+export function range(n: number): NodeId[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
