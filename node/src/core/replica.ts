@@ -392,6 +392,7 @@ export class Replica implements ReplicaApi {
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.broadcastHeartbeat();
+      this.maybeSendTimeoutNow(); // in case the previous one was lost
       // Retransmit to peers whose pipeline made no progress since the last beat (lost messages).
       for (const [id, p] of this.progress) {
         if (id === this.id) continue;
@@ -433,10 +434,10 @@ export class Replica implements ReplicaApi {
   }
 
   private onPrevote(m: Extract<Message, { type: 'prevote' }>): void {
+    if (this.fencedOff(m)) return;
     // Grant only if we have no live leader and the candidate knows at least as much as we do:
     // a node that is behind must not disrupt a working quorum.
     const granted =
-      m.epoch >= this.fenceEpoch &&
       m.commit >= this.commit &&
       this.role !== 'leader' &&
       this.ticksSinceLeader >= this.opts.electionTimeoutTicks;
@@ -802,6 +803,9 @@ export class Replica implements ReplicaApi {
 
   private onCatchupReply(m: Extract<Message, { type: 'catchupReply' }>): void {
     this.catchupInflightTicks = 0;
+    // A leader already holds every chosen value (phase 1 recovered them); a late reply to a
+    // request it made as a follower must not replace its own ballot's entries.
+    if (this.role === 'leader') return;
     if (m.snapshot !== undefined && m.snapshot.index > this.commit) this.installSnapshot(m.snapshot);
     let s = this.commit;
     for (const e of m.entries) {
