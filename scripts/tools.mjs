@@ -176,6 +176,10 @@ function isSymlink(p) {
   }
 }
 
+function parked(tool) {
+  return join(BIN_DIR, `.${tool.name}.built`);
+}
+
 /** Points BIN_DIR/<name> at override binaries (and drops stale override links). */
 function syncOverrides() {
   mkdirSync(BIN_DIR, { recursive: true });
@@ -185,12 +189,14 @@ function syncOverrides() {
     if (ov) {
       if (!existsSync(ov)) throw new Error(`${tool.name}: override ${ov} does not exist`);
       if (isSymlink(target) && readlinkSync(target) === ov) continue;
-      rmSync(target, { force: true });
+      if (isSymlink(target)) unlinkSync(target);
+      // Keep a built binary aside (with its stamp) so dropping the override needs no rebuild.
+      else if (existsSync(target)) renameSync(target, parked(tool));
       symlinkSync(ov, target);
-      rmSync(join(STAMP_DIR, tool.name), { force: true });
     } else if (isSymlink(target)) {
-      // Left over from an earlier override: remove so it gets built.
+      // Left over from an earlier override: restore the parked build (or build again).
       unlinkSync(target);
+      if (existsSync(parked(tool))) renameSync(parked(tool), target);
     }
   }
 }
