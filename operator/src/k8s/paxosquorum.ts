@@ -1,0 +1,181 @@
+/**
+ * The PaxosQuorum custom resource as the operator reads and writes it: group/version constants,
+ * the spec parsed with defaults, the status shape, and typed calls (get, merge-patch status
+ * through the status subresource, finalizer edits).
+ *
+ * The spec is validated by the CRD's OpenAPI schema on admission; the zod schema here only fills
+ * defaults and guards against an older schema, so an object that fails it is reported on the
+ * resource (condition + Event) and never crashes the operator.
+ */
+import { z } from 'zod';
+import type { KubeClients } from './client.js';
+import { FIELD_MANAGER, MERGE_PATCH } from './client.js';
+import { getOrUndefined, kubeCall } from './errors.js';
+import type { OperationRecord } from '../plan/types.js';
+
+export const GROUP = 'paxos.quorum.dev';
+export const VERSION = 'v1alpha1';
+export const PLURAL = 'paxosquorums';
+export const KIND = 'PaxosQuorum';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** Put on every PaxosQuorum the operator manages; removed once owned objects are cleaned up. */
+export const FINALIZER = `${GROUP}/finalizer`;
+
+/** `spec.reconfiguration.mode`; see the planner's `ReconfigurationMode`. */
+export const ReconfigurationModeSchema = z.enum(['Transfer', 'Election']);
+
+/** The spec with every default filled in. */
+export const PaxosQuorumSpecSchema = z.object({
+  replicas: z.number().int().min(1).max(15),
+  image: z.string().optional().default(''),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  storage: z.object({
+    size: z.string().default('1Gi'),
+    storageClassName: z.string().optional(),
+  }).default({ size: '1Gi' }),
+  tuning: z.object({
+    electionTimeoutMs: z.number().int().positive().default(1000),
+    heartbeatMs: z.number().int().positive().default(100),
+    snapshotThreshold: z.number().int().positive().default(10000),
+  }).default({ electionTimeoutMs: 1000, heartbeatMs: 100, snapshotThreshold: 10000 }),
+  reconfiguration: z.object({
+    mode: ReconfigurationModeSchema.default('Transfer'),
+    stepTimeoutSeconds: z.number().int().positive().default(300),
+  }).default({ mode: 'Transfer', stepTimeoutSeconds: 300 }),
+  resources: z.record(z.string(), z.unknown()).optional(),
+}).loose();
+
+export type PaxosQuorumSpec = z.infer<typeof PaxosQuorumSpecSchema>;
+
+/** A condition as in `metav1.Condition`. */
+export interface Condition {
+  readonly type: string;
+  readonly status: 'True' | 'False' | 'Unknown';
+  readonly reason: string;
+  readonly message: string;
+  readonly observedGeneration?: number;
+  readonly lastTransitionTime: string;
+}
+
+/** One member as shown in `status.members`. */
+export interface MemberStatus {
+  readonly name: string;
+  readonly id: number;
+  readonly role: string;
+  readonly epoch?: number;
+  readonly healthy: boolean;
+  readonly lag?: number;
+}
+
+/**
+ * `status.operation`: the planner's durable record plus what only the operator knows: when the
+ * step being waited on started (for `stepTimeoutSeconds`) and which step that was.
+ */
+export interface OperationStatus extends OperationRecord {
+  /** RFC 3339 time at which the operator last executed an action of this operation. */
+  readonly stepStartedAt?: string;
+  /** The last action executed, in words. */
+  readonly lastAction?: string;
+}
+
+export type Phase = 'Pending' | 'Creating' | 'Running' | 'Reconfiguring' | 'Degraded' | 'Deleting' | 'Failed';
+
+export interface PaxosQuorumStatus {
+  observedGeneration?: number;
+  phase?: Phase;
+  conditions?: Condition[];
+  members?: MemberStatus[];
+  leader?: string;
+  configEpoch?: number;
+  replicas?: number;
+  readyReplicas?: number;
+  /** Label selector of the pods, for the scale subresource (`kubectl scale`, HPA). */
+  selector?: string;
+  /** The image the running pods have been rolled to (or are being rolled to). */
+  currentImage?: string;
+  operation?: OperationStatus | null;
+}
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid: string;
+  generation?: number;
+  resourceVersion?: string;
+  deletionTimestamp?: string;
+  finalizers?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** A PaxosQuorum object as returned by the API; `spec` is raw until parsed with {@link parseSpec}. */
+export interface PaxosQuorum {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+  status?: PaxosQuorumStatus;
+}
+
+/** The spec was rejected by the operator's own validation (an older CRD let it through). */
+export class InvalidSpecError extends Error {
+  override readonly name = 'InvalidSpecError';
+}
+
+/** Parses `spec` and fills defaults. @throws InvalidSpecError with a readable message. */
+export function parseSpec(spec: unknown): PaxosQuorumSpec {
+  const parsed = PaxosQuorumSpecSchema.safeParse(spec ?? {});
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => `spec.${issue.path.join('.')}: ${issue.message}`);
+  throw new InvalidSpecError(issues.join('; '));
+}
+
+/** Typed access to PaxosQuorum objects. */
+export class PaxosQuorumApi {
+  constructor(private readonly clients: KubeClients) {}
+
+  /** The object, or `undefined` when it does not exist (deleted: nothing to do). */
+  async get(namespace: string, name: string): Promise<PaxosQuorum | undefined> {
+    return getOrUndefined(`get ${KIND} ${namespace}/${name}`, async () =>
+      (await this.clients.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as PaxosQuorum);
+  }
+
+  /**
+   * One JSON merge patch of `status` through the status subresource. `null` values delete
+   * fields. The patch carries the resourceVersion read at the start of the pass, so a status
+   * computed from a stale read fails with 409 and the pass is retried instead of overwriting.
+   */
+  async patchStatus(quorum: PaxosQuorum, status: Partial<Record<keyof PaxosQuorumStatus, unknown>>): Promise<PaxosQuorum> {
+    const { namespace, name, resourceVersion } = quorum.metadata;
+    return kubeCall(`patch ${KIND} ${namespace}/${name} status`, async () =>
+      (await this.clients.custom.patchNamespacedCustomObjectStatus({
+        group: GROUP, version: VERSION, namespace, plural: PLURAL, name, fieldManager: FIELD_MANAGER,
+        body: { metadata: { resourceVersion }, status },
+      }, MERGE_PATCH)) as PaxosQuorum);
+  }
+
+  /** Replaces `metadata.finalizers`, guarded by resourceVersion (409 if someone else changed the object). */
+  async setFinalizers(quorum: PaxosQuorum, finalizers: readonly string[]): Promise<PaxosQuorum> {
+    const { namespace, name, resourceVersion } = quorum.metadata;
+    return kubeCall(`patch ${KIND} ${namespace}/${name} finalizers`, async () =>
+      (await this.clients.custom.patchNamespacedCustomObject({
+        group: GROUP, version: VERSION, namespace, plural: PLURAL, name, fieldManager: FIELD_MANAGER,
+        body: { metadata: { resourceVersion, finalizers: [...finalizers] } },
+      }, MERGE_PATCH)) as PaxosQuorum);
+  }
+}
+
+/**
+ * Adds the finalizer if missing. Returns the list to write, or `undefined` when nothing changes
+ * (controller-runtime's `AddFinalizer` returning false).
+ */
+export function withFinalizer(meta: ObjectMeta): string[] | undefined {
+  const current = meta.finalizers ?? [];
+  return current.includes(FINALIZER) ? undefined : [...current, FINALIZER];
+}
+
+/** Removes the finalizer if present; `undefined` when nothing changes. */
+export function withoutFinalizer(meta: ObjectMeta): string[] | undefined {
+  const current = meta.finalizers ?? [];
+  return current.includes(FINALIZER) ? current.filter((f) => f !== FINALIZER) : undefined;
+}
