@@ -350,6 +350,7 @@ export class LocalControlPlane {
           else resolve(stdout);
         },
       );
+      child.stdin?.on('error', () => undefined);
       if (opts.input !== undefined) child.stdin?.end(opts.input);
       else child.stdin?.end();
     });
