@@ -36,20 +36,24 @@ export type Planner = (state: ModelState) => { readonly step: Step; readonly ope
 
 const modes: readonly ReconfigurationMode[] = ['Transfer', 'Election'];
 
+/** The planner the operator runs. */
+export const operatorPlanner: Planner = (state) => nextStep(observe(state));
+
 /** Checks every n -> m with n, m in 1..maxSize, in both modes, from every initial leader. */
-export function checkAll(maxSize: number, planner: Planner = (state) => nextStep(observe(state))): CheckSummary {
+export function checkAll(maxSize: number, planner: Planner = operatorPlanner): CheckSummary {
   const checker = new Checker(maxSize, planner);
   for (let from = 1; from <= maxSize; from += 1) {
     for (let to = 1; to <= maxSize; to += 1) {
-      if (from === to) continue;
-      for (const mode of modes) {
-        for (let leader = 0; leader < from; leader += 1) {
-          const failure = checker.run(`${from} -> ${to} (${mode}, leader ${leader})`, initialModel(from, leader, to, mode));
-          if (failure !== undefined) return checker.summary(failure);
-        }
-      }
+      if (from !== to && !checker.change(from, to)) return checker.summary();
     }
   }
+  return checker.summary();
+}
+
+/** Checks one change n -> m, with target changes midway to any size in 1..maxSize. */
+export function checkChange(from: number, to: number, maxSize: number, planner: Planner = operatorPlanner): CheckSummary {
+  const checker = new Checker(maxSize, planner);
+  checker.change(from, to);
   return checker.summary();
 }
 
@@ -63,10 +67,26 @@ class Checker {
   private readonly verdicts = new Map<string, string | undefined>();
   private cases = 0;
   private retargets = 0;
+  private failure: CheckFailure | undefined;
 
   constructor(private readonly maxSize: number, private readonly planner: Planner) {}
 
-  run(name: string, initial: ModelState): CheckFailure | undefined {
+  /** Runs n -> m in both modes from every initial leader; false once a run fails. */
+  change(from: number, to: number): boolean {
+    for (const mode of modes) {
+      for (let leader = 0; leader < from; leader += 1) {
+        this.failure = this.run(`${from} -> ${to} (${mode}, leader ${leader})`, initialModel(from, leader, to, mode));
+        if (this.failure !== undefined) return false;
+      }
+    }
+    return true;
+  }
+
+  summary(): CheckSummary {
+    return { cases: this.cases, retargets: this.retargets, states: this.seen.size, failure: this.failure };
+  }
+
+  private run(name: string, initial: ModelState): CheckFailure | undefined {
     this.cases += 1;
     try {
       this.explore(initial, true, [], new Set());
@@ -75,10 +95,6 @@ class Checker {
       if (error instanceof Violation) return { case: name, trail: error.trail, problem: error.problem };
       throw error;
     }
-  }
-
-  summary(failure?: CheckFailure): CheckSummary {
-    return { cases: this.cases, retargets: this.retargets, states: this.seen.size, failure };
   }
 
   /**
