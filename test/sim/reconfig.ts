@@ -10,6 +10,12 @@ export interface ReconfigOptions {
   /** A step whose health condition does not hold after this many ticks is retried. */
   readonly stepTimeoutTicks: number;
   /**
+   * Ticks between two actions at least. A conversion in the simulator is instant, so a converted
+   * follower looks healthy at once; a real pod restarts and re-syncs first. The pause keeps the
+   * pace of one step at a time and lets the cluster react (elect, replicate) between steps.
+   */
+  readonly settleTicks: number;
+  /**
    * The unsafe plain method, for the split-brain demonstration only: start every new node at
    * once and convert nodes without waiting for health. Never used by the normal workload.
    */
@@ -129,6 +135,7 @@ export class Reconfiguration {
   done = false;
   actions = 0;
   private waitUntil = 0;
+  private settleUntil = 0;
   private lastAction = '';
 
   constructor(
@@ -150,6 +157,7 @@ export class Reconfiguration {
   step(): void {
     if (this.done) return;
     const world = this.world;
+    if (world.now < this.settleUntil) return;
     const action = nextAction(this.from, this.target, this.observe(), this.options.leaderTurn, this.options.rush);
     if (action.kind === 'done') {
       this.done = true;
@@ -157,11 +165,13 @@ export class Reconfiguration {
       return;
     }
     if (action.kind === 'wait') return;
-    // The same action again before its timeout: its effect is on the way (e.g. a transfer).
-    const key = JSON.stringify(action);
+    // The same action again before its timeout: its effect is on the way. A transfer counts as
+    // the same whatever its target, so that a new "most caught-up" node does not restart it.
+    const key = action.kind === 'transfer' ? `transfer ${action.from}` : JSON.stringify(action);
     if (key === this.lastAction && world.now < this.waitUntil) return;
     this.lastAction = key;
     this.waitUntil = world.now + this.options.stepTimeoutTicks;
+    this.settleUntil = world.now + this.options.settleTicks;
     this.actions++;
     this.perform(action);
   }

@@ -106,7 +106,7 @@ export function runSeed(options: RunOptions): RunResult {
   const stepReconfiguration = (mayStart: boolean): void => {
     if (change === undefined && mayStart && nextChange < plan.sizes.length && world.now >= nextChangeAt) {
       const leaderTurn: LeaderTurn = changeRng.chance(0.7) ? 'transfer' : 'election';
-      change = new Reconfiguration(world, config, plan.sizes[nextChange] as number, { leaderTurn, stepTimeoutTicks: 150, rush: plan.rush });
+      change = new Reconfiguration(world, config, plan.sizes[nextChange] as number, { leaderTurn, stepTimeoutTicks: 150, settleTicks: plan.rush ? 1 : 10, rush: plan.rush });
       nextChange++;
       started++;
     }

@@ -1,0 +1,105 @@
+/**
+ * The simulator's command line: `npm run sim -- [flags]`.
+ *
+ *   --seeds N                 run seeds start..start+N-1 (default: 100 seeds)
+ *   --start S                 first seed of --seeds (default 1)
+ *   --seed S                  run one seed with a verbose trace
+ *   --json                    print one JSON summary line last
+ *   --unsafe-plain-majorities the core counts plain majorities of `members` (split brain expected)
+ *   --split-brain             the workload that makes split brain likely (unsafe-style changes)
+ *
+ * Exit status: 0 when every seed passed, 1 on a violation, 2 on bad flags.
+ */
+import { describeFailure, runSeed, type RunResult } from './run.js';
+
+interface Flags {
+  seeds: number;
+  start: number;
+  seed: number | undefined;
+  json: boolean;
+  unsafe: boolean;
+  splitBrain: boolean;
+}
+
+const USAGE = 'usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--json] [--unsafe-plain-majorities] [--split-brain]';
+
+/** Parses argv; returns an error message for anything it does not understand. */
+export function parseFlags(argv: readonly string[]): Flags | string {
+  const flags: Flags = { seeds: 100, start: 1, seed: undefined, json: false, unsafe: false, splitBrain: false };
+  const number = (name: string, value: string | undefined, min: number): number | string => {
+    if (value === undefined || !/^\d+$/.test(value)) return `${name} needs a whole number, got ${value ?? 'nothing'}`;
+    const n = Number(value);
+    return n < min ? `${name} must be at least ${min}` : n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const [name, inline] = arg.includes('=') ? (arg.split('=', 2) as [string, string]) : [arg, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (name) {
+      case '--seeds':
+      case '--start':
+      case '--seed': {
+        const n = number(name, value(), name === '--seeds' ? 1 : 0);
+        if (typeof n === 'string') return n;
+        if (name === '--seeds') flags.seeds = n;
+        else if (name === '--start') flags.start = n;
+        else flags.seed = n;
+        break;
+      }
+      case '--json':
+        flags.json = true;
+        break;
+      case '--unsafe-plain-majorities':
+        flags.unsafe = true;
+        break;
+      case '--split-brain':
+        flags.splitBrain = true;
+        break;
+      default:
+        return `unknown flag ${arg}`;
+    }
+    if (inline !== undefined && !['--seeds', '--start', '--seed'].includes(name)) return `${name} takes no value`;
+  }
+  return flags;
+}
+
+function main(argv: readonly string[]): number {
+  const flags = parseFlags(argv);
+  if (typeof flags === 'string') {
+    process.stderr.write(`${flags}\n${USAGE}\n`);
+    return 2;
+  }
+  const seeds = flags.seed !== undefined ? [flags.seed] : Array.from({ length: flags.seeds }, (_, i) => flags.start + i);
+  const verbose = flags.seed !== undefined ? (line: string): void => void process.stdout.write(`${line}\n`) : undefined;
+  const started = Date.now();
+  let violations = 0;
+  let failedSeeds = 0;
+  let reconfigurations = 0;
+  let ops = 0;
+  let firstFailure: RunResult | undefined;
+  for (const seed of seeds) {
+    const result = runSeed({ seed, unsafePlainMajorities: flags.unsafe, splitBrain: flags.splitBrain, verbose });
+    reconfigurations += result.reconfigurations;
+    ops += result.ops;
+    if (result.violations.length > 0) {
+      violations += result.violations.length;
+      failedSeeds++;
+      firstFailure ??= result;
+      process.stdout.write(`${describeFailure(result)}\n`);
+    } else if (verbose !== undefined) {
+      process.stdout.write(`seed ${seed} passed: ${result.reconfigurations}/${result.reconfigurationsStarted} reconfigurations, ${result.ops} operations, ${result.ticks} ticks\n`);
+    }
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  const summary = `${seeds.length} seeds, ${failedSeeds} failed (${violations} violations), ${reconfigurations} reconfigurations, ${ops} operations in ${seconds} s`;
+  if (flags.json) {
+    process.stderr.write(`${summary}\n`);
+    process.stdout.write(`${JSON.stringify({ seeds: seeds.length, violations, reconfigurations, ops })}\n`);
+  } else {
+    process.stdout.write(`${summary}\n`);
+    if (firstFailure !== undefined) process.stdout.write(`reproduce: npm run sim -- --seed ${firstFailure.seed}${flags.unsafe ? ' --unsafe-plain-majorities' : ''}${flags.splitBrain ? ' --split-brain' : ''}\n`);
+  }
+  return failedSeeds === 0 ? 0 : 1;
+}
+
+process.exitCode = main(process.argv.slice(2));
