@@ -59,6 +59,7 @@ function decideBeforeFinalization(observed: ObservedState, recorded: OperationRe
   if (unhealthy !== undefined) return decision(unhealthy);
   const leader = observed.leader;
   if (leader === undefined) return decision(wait('no leader; an election is in progress'));
+  if (podAt(observed, leader) === undefined) return decision(wait(`the reported leader, pod ${leader}, does not run`));
 
   const joint = jointConfig(operation.epoch, operation.target, operation.original);
   const inTarget = new Set(operation.target);
