@@ -1,0 +1,68 @@
+/**
+ * The gRPC edge of the admin API (`paxos.v1.AdminService`), used by the operator and paxosctl.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { NodeId } from '../core/types.js';
+import { decodeConfig, encodeBallot, encodeConfig, type WireConfig } from './codec.js';
+import type { Driver } from './driver.js';
+import { InvalidRequestError, grpcCode, toGrpcError } from './errors.js';
+
+/** Builds the AdminService handlers. */
+export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id: NodeId) => string | undefined): grpc.UntypedServiceImplementation {
+  const handle =
+    <Req>(name: string, fn: (req: Req) => object | Promise<object>): grpc.handleUnaryCall<Req, object> =>
+    (call, callback) => {
+      Promise.resolve()
+        .then(() => fn(call.request))
+        .then(
+          (response) => callback(null, response),
+          (err: unknown) => {
+            if (grpcCode(err) === grpc.status.INTERNAL) logger.error({ err, op: name }, 'admin request failed');
+            else logger.info({ op: name, reason: (err as Error).message }, 'admin request refused');
+            callback(toGrpcError(err) as grpc.ServiceError);
+          },
+        );
+    };
+
+  return {
+    Status: handle('status', () => {
+      const s = driver.status;
+      return {
+        id: s.id,
+        role: s.role,
+        leader: s.leader ?? -1,
+        ballot: encodeBallot(s.ballot),
+        config: encodeConfig(s.config),
+        fence_epoch: s.fenceEpoch,
+        commit: s.commit,
+        applied: driver.store.applied,
+        last_slot: s.lastSlot,
+        snapshot_index: s.snapshotIndex,
+        caught_up: s.caughtUp,
+        lag: Object.entries(s.lag).map(([id, lag]) => ({ id: Number(id), lag })),
+        transferring: s.transferring,
+        leader_addr: s.leader === undefined ? '' : (clientAddress(s.leader) ?? ''),
+        ready: driver.ready,
+      };
+    }),
+    Convert: handle('convert', (req: { config: WireConfig | null }) => {
+      if (!req.config) throw new InvalidRequestError('config is required');
+      const config = decodeConfig(req.config);
+      logger.info({ config }, 'convert requested');
+      driver.convert(config);
+      return {};
+    }),
+    TransferLeadership: handle('transfer', (req: { target: number }) => {
+      logger.info({ target: req.target }, 'leadership transfer requested');
+      driver.transferLeadership(req.target);
+      return {};
+    }),
+    Finalize: handle('finalize', async () => {
+      logger.info({}, 'finalize requested');
+      await driver.finalize();
+      return {};
+    }),
+    Snapshot: handle('snapshot', () => ({ index: driver.snapshotNow() })),
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * The node's configuration, from command-line flags with environment fallbacks, validated
+ * with zod. Invalid configuration is reported as a readable list and the process exits 2.
+ */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import type { Config, NodeId } from '../core/types.js';
+
+const nodeId = z.number().int().min(0).max(1_000_000);
+
+const configSchema = z
+  .object({
+    epoch: z.number().int().min(1),
+    members: z.array(nodeId).min(1),
+    prior: z.array(nodeId).min(1).optional(),
+  })
+  .refine((c) => new Set(c.members).size === c.members.length, 'members must be distinct')
+  .refine((c) => c.prior === undefined || new Set(c.prior).size === c.prior.length, 'prior members must be distinct');
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().min(1).max(600_000);
+
+/** Validated node configuration. */
+export const nodeConfigSchema = z
+  .object({
+    id: nodeId,
+    dataDir: z.string().min(1),
+    /** Explicit peer addresses, id → host:port of the peer (gRPC) port. */
+    peers: z.record(z.string(), z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port')).default({}),
+    /** A template such as `paxos-{i}.paxos-headless:7001`, used for ids not in `peers`. */
+    peerTemplate: z.string().includes('{i}').optional(),
+    listenHost: z.string().min(1).default('0.0.0.0'),
+    peerPort: port.default(7001),
+    /** Port of the client services (Kv, Admin, Health); equal to `peerPort` means one server. */
+    clientPort: port.optional(),
+    /** 0 disables the HTTP metrics/health endpoint. */
+    metricsPort: port.default(9090),
+    bootstrapConfig: configSchema.optional(),
+    joining: z.boolean().default(false),
+    electionTimeoutMs: positiveMs.default(1000),
+    heartbeatMs: positiveMs.default(200),
+    tickMs: z.number().int().min(1).max(10_000).default(50),
+    /** Snapshot and compact once this many entries were applied since the last snapshot. */
+    snapshotThreshold: z.number().int().min(1).default(10_000),
+    maxPendingRequests: z.number().int().min(1).default(10_000),
+    /** Server-side bound on how long one request may wait for commit or a read index. */
+    requestTimeoutMs: positiveMs.default(10_000),
+    /** How long SIGTERM waits for in-flight requests before closing. */
+    shutdownGraceMs: positiveMs.default(5_000),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .refine((c) => c.heartbeatMs < c.electionTimeoutMs, { message: 'heartbeat-ms must be below election-timeout-ms', path: ['heartbeatMs'] })
+  .refine((c) => c.tickMs <= c.heartbeatMs, { message: 'tick-ms must not exceed heartbeat-ms', path: ['tickMs'] })
+  .refine((c) => c.peerTemplate !== undefined || Object.keys(c.peers).length > 0 || c.bootstrapConfig?.members.length === 1, {
+    message: 'give --peers or --peer-template (a single-member bootstrap needs neither)',
+    path: ['peers'],
+  });
+
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+/** Raised for invalid configuration; `issues` are human-readable lines. */
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const FLAGS = {
+  id: { type: 'string' },
+  'data-dir': { type: 'string' },
+  peers: { type: 'string' },
+  'peer-template': { type: 'string' },
+  listen: { type: 'string' },
+  'peer-port': { type: 'string' },
+  'client-port': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'bootstrap-config': { type: 'string' },
+  joining: { type: 'boolean' },
+  'election-timeout-ms': { type: 'string' },
+  'heartbeat-ms': { type: 'string' },
+  'tick-ms': { type: 'string' },
+  'snapshot-threshold': { type: 'string' },
+  'max-pending-requests': { type: 'string' },
+  'request-timeout-ms': { type: 'string' },
+  'shutdown-grace-ms': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+/** The usage text printed by `--help` and on configuration errors. */
+export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h:p,... | --peer-template 'paxos-{i}.svc:7001') [options]
+
+  --id N                   this node's id (env PAXOS_ID; else the -N suffix of HOSTNAME)
+  --data-dir DIR           data directory (env PAXOS_DATA_DIR)
+  --peers LIST             id=host:port of each peer's gRPC port (env PAXOS_PEERS)
+  --peer-template T        address of node i, '{i}' replaced (env PAXOS_PEER_TEMPLATE)
+  --listen HOST            bind address (default 0.0.0.0)
+  --peer-port P            gRPC port for peers (default 7001; env PAXOS_PEER_PORT)
+  --client-port P          gRPC port for Kv/Admin/Health (default: the peer port, one server)
+  --metrics-port P         HTTP /metrics, /healthz, /readyz (default 9090, 0 = off)
+  --bootstrap-config JSON  {"epoch":1,"members":[0,1,2],"prior":[...]} for an empty data dir
+                           (env PAXOS_BOOTSTRAP_CONFIG); ignored once the dir holds state
+  --joining                a new node joining a running quorum: catch up before campaigning
+  --election-timeout-ms N  default 1000      --heartbeat-ms N  default 200
+  --tick-ms N              default 50        --snapshot-threshold N  entries, default 10000
+  --max-pending-requests N default 10000     --request-timeout-ms N  default 10000
+  --shutdown-grace-ms N    default 5000      --log-level L  default info (env PAXOS_LOG_LEVEL)
+`;
+
+function num(flag: string, raw: string | undefined, issues: string[]): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) issues.push(`--${flag}: "${raw}" is not a number`);
+  return n;
+}
+
+function parsePeers(raw: string | undefined, issues: string[]): Record<string, string> | undefined {
+  if (!raw) return undefined;
+  const peers: Record<string, string> = {};
+  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d+)=(.+)$/.exec(part);
+    if (!m) issues.push(`--peers: "${part}" is not id=host:port`);
+    else peers[m[1] as string] = m[2] as string;
+  }
+  return peers;
+}
+
+/**
+ * Parses flags and environment into a validated config. Throws `ConfigError`; returns
+ * `'help'` when `--help` was given.
+ */
+export function parseNodeConfig(argv: readonly string[], env: NodeJS.ProcessEnv): NodeConfig | 'help' {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: [...argv], options: FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  if (values.help) return 'help';
+  const s = (flag: string, envName?: string): string | undefined => (values[flag] as string | undefined) ?? (envName ? env[envName] : undefined);
+  const issues: string[] = [];
+  let id = num('id', s('id', 'PAXOS_ID'), issues);
+  if (id === undefined && env.HOSTNAME) {
+    const m = /-(\d+)$/.exec(env.HOSTNAME);
+    if (m) id = Number(m[1]);
+  }
+  let bootstrap: unknown;
+  const rawBootstrap = s('bootstrap-config', 'PAXOS_BOOTSTRAP_CONFIG');
+  if (rawBootstrap) {
+    try {
+      bootstrap = JSON.parse(rawBootstrap);
+    } catch {
+      issues.push('--bootstrap-config: not valid JSON');
+    }
+  }
+  const candidate = {
+    id,
+    dataDir: s('data-dir', 'PAXOS_DATA_DIR'),
+    peers: parsePeers(s('peers', 'PAXOS_PEERS'), issues),
+    peerTemplate: s('peer-template', 'PAXOS_PEER_TEMPLATE'),
+    listenHost: s('listen', 'PAXOS_LISTEN'),
+    peerPort: num('peer-port', s('peer-port', 'PAXOS_PEER_PORT'), issues),
+    clientPort: num('client-port', s('client-port', 'PAXOS_CLIENT_PORT'), issues),
+    metricsPort: num('metrics-port', s('metrics-port', 'PAXOS_METRICS_PORT'), issues),
+    bootstrapConfig: bootstrap,
+    joining: (values.joining as boolean | undefined) ?? (env.PAXOS_JOINING === 'true' || env.PAXOS_JOINING === '1'),
+    electionTimeoutMs: num('election-timeout-ms', s('election-timeout-ms'), issues),
+    heartbeatMs: num('heartbeat-ms', s('heartbeat-ms'), issues),
+    tickMs: num('tick-ms', s('tick-ms'), issues),
+    snapshotThreshold: num('snapshot-threshold', s('snapshot-threshold', 'PAXOS_SNAPSHOT_THRESHOLD'), issues),
+    maxPendingRequests: num('max-pending-requests', s('max-pending-requests'), issues),
+    requestTimeoutMs: num('request-timeout-ms', s('request-timeout-ms'), issues),
+    shutdownGraceMs: num('shutdown-grace-ms', s('shutdown-grace-ms'), issues),
+    logLevel: s('log-level', 'PAXOS_LOG_LEVEL'),
+  };
+  if (issues.length > 0) throw new ConfigError(issues);
+  const parsed = nodeConfigSchema.safeParse(Object.fromEntries(Object.entries(candidate).filter(([, v]) => v !== undefined)));
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.length ? `${flagName(String(i.path[0]))}: ` : ''}${i.message}`));
+  }
+  return parsed.data;
+}
+
+function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('listen-host', 'listen')}`;
+}
+
+/** The peer (gRPC) address of node `id`, or undefined when unknown. */
+export function peerAddress(config: NodeConfig, id: NodeId): string | undefined {
+  return config.peers[String(id)] ?? config.peerTemplate?.replaceAll('{i}', String(id));
+}
+
+/**
+ * The client address of node `id`, for NOT_LEADER hints: the host of its peer address with
+ * the client port. All nodes of a quorum use the same ports.
+ */
+export function clientAddress(config: NodeConfig, id: NodeId): string | undefined {
+  const peer = peerAddress(config, id);
+  if (peer === undefined || config.clientPort === undefined || config.clientPort === config.peerPort) return peer;
+  return `${peer.slice(0, peer.lastIndexOf(':'))}:${config.clientPort}`;
+}
+
+/** The bootstrap configuration in the core's type. */
+export function bootstrapConfigOf(config: NodeConfig): Config | undefined {
+  const b = config.bootstrapConfig;
+  if (!b) return undefined;
+  return b.prior ? { epoch: b.epoch, members: b.members, prior: b.prior } : { epoch: b.epoch, members: b.members };
+}

@@ -1,0 +1,467 @@
+/**
+ * The driver loop: feeds the replica ticks, peer messages and client proposals, and drains
+ * its Ready batches in the order the core requires — persist (one write, one fdatasync),
+ * send, apply, serve reads, advance.
+ *
+ * Group commit: proposals and peer messages that arrive in the same event-loop turn are
+ * handed to the core together (one `propose([...])`), and everything the core produces in
+ * response is drained as one Ready, so one fsync covers the whole batch.
+ */
+import type { Logger } from 'pino';
+import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
+import type { Command, Config, Entry, KvOp, Message, NodeId, PersistedState, ProposeRefusal, Ready, ReplicaApi, ReplicaStatus } from '../core/types.js';
+import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Storage } from './storage.js';
+
+/** Where outgoing messages go (the gRPC transport, or a fake in tests). */
+export interface MessageSink {
+  send(messages: readonly Message[]): void;
+}
+
+/** Limits and tunables of the driver. */
+export interface DriverLimits {
+  readonly maxPendingRequests: number;
+  readonly requestTimeoutMs: number;
+  readonly snapshotThreshold: number;
+}
+
+/** What the driver is built from. */
+export interface DriverDeps {
+  readonly replica: ReplicaApi;
+  readonly storage: Storage;
+  readonly state: PersistedState;
+  readonly sink: MessageSink;
+  readonly logger: Logger;
+  readonly metrics?: NodeMetrics;
+  readonly limits: DriverLimits;
+  /** Client address of a node, for NOT_LEADER hints. */
+  readonly clientAddress: (id: NodeId) => string | undefined;
+  /** Storage failed: the process must stop (an fsync error cannot be retried safely). */
+  readonly onFatal: (err: unknown) => void;
+  readonly now?: () => number;
+}
+
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (err: Error) => void;
+  readonly expiresAt: number;
+}
+
+interface PendingWrite {
+  readonly key: string;
+  readonly command: Extract<Command, { kind: 'kv' }>;
+  readonly waiters: Waiter<KvResult>[];
+  slot?: number;
+}
+
+interface PendingRead {
+  readonly waiter: Waiter<void>;
+  index?: number;
+}
+
+const sessionKey = (client: string, seq: number): string => `${client}\u0000${seq}`;
+
+/** Reconstructs the finalized configuration in force at the start of `state` (as the core does). */
+function initialFinalized(state: PersistedState): Config {
+  if (state.snapshot) return state.snapshot.config;
+  const c = state.hard.config;
+  return c.prior === undefined ? c : { epoch: state.hard.fenceEpoch, members: c.prior };
+}
+
+/** The driver. Single-threaded: every method runs to completion on the event loop. */
+export class Driver {
+  private kv: KvStore;
+  private readonly pendingByKey = new Map<string, PendingWrite>();
+  private readonly pendingBySlot = new Map<number, PendingWrite>();
+  private proposalQueue: PendingWrite[] = [];
+  private readonly pendingReads = new Map<number, PendingRead>();
+  /** Reads whose index is known, waiting for apply to reach it. */
+  private readsAwaitingApply: Array<{ id: number; index: number }> = [];
+  private readonly finalizeWaiters: Array<Waiter<void> & { epoch: number }> = [];
+  private nextReadId = 1;
+  private finalized: Config;
+  private scheduled = false;
+  private draining = false;
+  private stopped = false;
+  private accepting = true;
+  private wasLeader = false;
+  private lastStatus: ReplicaStatus;
+  private readonly log: Logger;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: DriverDeps) {
+    this.log = deps.logger;
+    this.now = deps.now ?? Date.now;
+    this.kv = deps.state.snapshot ? KvStore.restore(deps.state.snapshot.data) : new KvStore();
+    this.finalized = initialFinalized(deps.state);
+    this.lastStatus = deps.replica.status();
+  }
+
+  /** The state machine (read-only use: reads after a read index, status). */
+  get store(): KvStore {
+    return this.kv;
+  }
+
+  /** The replica's status as of the last drain (cheap; no recomputation). */
+  get status(): ReplicaStatus {
+    return this.lastStatus;
+  }
+
+  /** Requests waiting for a result. */
+  get pendingCount(): number {
+    return this.pendingByKey.size + this.proposalQueue.length + this.pendingReads.size;
+  }
+
+  /** True when this node knows a leader and has caught up: it may serve and report ready. */
+  get ready(): boolean {
+    const s = this.lastStatus;
+    return s.leader !== undefined && s.caughtUp;
+  }
+
+  /** One tick of logical time; also expires requests that waited too long. */
+  tick(): void {
+    if (this.stopped) return;
+    this.deps.replica.tick();
+    this.expire();
+    this.drain();
+  }
+
+  /** A message from a peer. Processed with everything else of this event-loop turn. */
+  receive(message: Message): void {
+    if (this.stopped) return;
+    this.deps.replica.step(message);
+    this.schedule();
+  }
+
+  /**
+   * Proposes a client command and resolves with its result once chosen and applied. A retry
+   * of a pending (client, seq) joins the pending proposal instead of proposing it twice.
+   */
+  submit(client: string, seq: number, op: KvOp): Promise<KvResult> {
+    return new Promise<KvResult>((resolve, reject) => {
+      const refusal = this.admissionError();
+      if (refusal) return reject(refusal);
+      const waiter = { resolve, reject, expiresAt: this.now() + this.deps.limits.requestTimeoutMs };
+      const key = sessionKey(client, seq);
+      const existing = this.pendingByKey.get(key);
+      if (existing) {
+        existing.waiters.push(waiter);
+        return;
+      }
+      const pending: PendingWrite = { key, command: { kind: 'kv', client, seq, op }, waiters: [waiter] };
+      this.pendingByKey.set(key, pending);
+      this.proposalQueue.push(pending);
+      this.deps.metrics?.clientPending.set(this.pendingCount);
+      this.schedule();
+    });
+  }
+
+  /** A linearizable read: runs `read` against the state machine once the read index is applied. */
+  read<T>(read: (kv: KvStore) => T): Promise<T> {
+    return new Promise<void>((resolve, reject) => {
+      const refusal = this.admissionError();
+      if (refusal) return reject(refusal);
+      const id = this.nextReadId++;
+      const result = this.deps.replica.read(id);
+      if (!result.ok) return reject(this.refusalError(result));
+      this.pendingReads.set(id, { waiter: { resolve, reject, expiresAt: this.now() + this.deps.limits.requestTimeoutMs } });
+      this.schedule();
+    }).then(() => read(this.kv));
+  }
+
+  /** Convenience reads. */
+  get(key: string): Promise<string | null> {
+    return this.read((kv) => kv.get(key) ?? null);
+  }
+  range(prefix: string, limit: number): Promise<KvPair[]> {
+    return this.read((kv) => kv.range(prefix, limit));
+  }
+
+  /** Admin: convert this node to `config`; resolves once the new configuration is durable. */
+  convert(config: Config): void {
+    this.adminResult(this.deps.replica.convert(config));
+    this.drain();
+  }
+
+  /** Admin: hand leadership to `target`. */
+  transferLeadership(target: NodeId): void {
+    this.adminResult(this.deps.replica.transferLeadership(target));
+    this.drain();
+  }
+
+  /** Admin: propose the finalize entry; resolves once a finalize entry is applied here. */
+  finalize(): Promise<void> {
+    const epoch = this.lastStatus.config.epoch;
+    const result = this.deps.replica.finalize();
+    if (!result.ok) {
+      if (this.lastStatus.config.prior === undefined && this.finalized.epoch >= epoch) return Promise.resolve(); // already done: idempotent
+      return Promise.reject(result.error === 'not the leader' ? this.notLeader() : new AdminRefusedError(result.error));
+    }
+    const done = new Promise<void>((resolve, reject) => {
+      this.finalizeWaiters.push({ resolve, reject, epoch, expiresAt: this.now() + this.deps.limits.requestTimeoutMs });
+    });
+    this.drain();
+    return done;
+  }
+
+  /** Admin or threshold: snapshot the state machine now and compact the log. Returns the index. */
+  snapshotNow(): number {
+    const index = this.kv.applied;
+    if (index <= this.deps.storage.snapshotAt) return this.deps.storage.snapshotAt;
+    const data = this.kv.snapshot();
+    // Durable first: the core drops its in-memory log below `index` in `compact`.
+    this.deps.storage.saveSnapshot({ index, config: this.finalized, data });
+    this.deps.replica.compact(index, data);
+    this.deps.metrics?.snapshots.inc();
+    this.log.info({ index, bytes: data.length }, 'snapshot taken');
+    return index;
+  }
+
+  /** Stops admitting requests; existing ones still complete. */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves when no request is pending, or after `graceMs`. */
+  async settle(graceMs: number): Promise<void> {
+    const end = this.now() + graceMs;
+    while (this.pendingCount > 0 && this.now() < end) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Stops the driver, failing whatever is still pending, and closes storage. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.failAll(() => new ShuttingDownError());
+    this.deps.storage.close();
+  }
+
+  // ------------------------------------------------------------------------ internals
+
+  private admissionError(): Error | undefined {
+    if (this.stopped || !this.accepting) return new ShuttingDownError();
+    if (this.pendingCount >= this.deps.limits.maxPendingRequests) return new BusyError(`${this.pendingCount} requests pending`);
+    return undefined;
+  }
+
+  private adminResult(result: { ok: true } | { ok: false; error: string }): void {
+    if (!result.ok) throw result.error === 'not the leader' ? this.notLeader() : new AdminRefusedError(result.error);
+  }
+
+  private notLeader(): NotLeaderError {
+    const leader = this.lastStatus.leader;
+    return new NotLeaderError(leader, leader === undefined ? undefined : this.deps.clientAddress(leader));
+  }
+
+  private refusalError(refusal: ProposeRefusal): Error {
+    switch (refusal.reason) {
+      case 'notLeader':
+        return new NotLeaderError(refusal.leader, refusal.leader === undefined ? undefined : this.deps.clientAddress(refusal.leader));
+      case 'busy':
+        return new BusyError('the leader has too many proposals queued');
+      case 'transferring':
+        return new NotLeaderError(undefined, undefined, 'leadership is being transferred');
+      case 'reconfiguring':
+        return new BusyError('a reconfiguration is being finalized');
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  }
+
+  private proposeQueued(): void {
+    if (this.proposalQueue.length === 0) return;
+    const batch = this.proposalQueue;
+    this.proposalQueue = [];
+    const result = this.deps.replica.propose(batch.map((p) => p.command));
+    if (!result.ok) {
+      const err = this.refusalError(result);
+      for (const p of batch) this.settleWrite(p, (w) => w.reject(err));
+      return;
+    }
+    this.deps.metrics?.proposalsBatched.observe(batch.length);
+    batch.forEach((p, i) => {
+      p.slot = result.firstSlot + i;
+      this.pendingBySlot.set(p.slot, p);
+    });
+  }
+
+  /** Drains every Ready the replica has. Re-entrant calls are no-ops. */
+  private drain(): void {
+    if (this.draining || this.stopped) return;
+    this.draining = true;
+    try {
+      this.proposeQueued();
+      const replica = this.deps.replica;
+      while (replica.hasReady()) {
+        const rd = replica.ready();
+        this.persist(rd);
+        this.deps.sink.send(rd.messages);
+        this.apply(rd);
+        replica.advance(rd);
+        // Proposals that arrived while applying (callbacks run synchronously) go in the next round.
+        this.proposeQueued();
+      }
+      this.afterDrain();
+    } catch (err) {
+      this.deps.onFatal(err);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private persist(rd: Ready): void {
+    if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) return;
+    const started = performance.now();
+    const syncsBefore = this.deps.storage.syncCount;
+    this.deps.storage.persist(rd);
+    const m = this.deps.metrics;
+    if (m) {
+      m.walSyncSeconds.observe((performance.now() - started) / 1000);
+      m.walSyncs.inc(this.deps.storage.syncCount - syncsBefore);
+      if (rd.entries.length > 0) m.readyBatchEntries.observe(rd.entries.length);
+    }
+  }
+
+  private apply(rd: Ready): void {
+    if (rd.snapshot && rd.snapshot.index > this.kv.applied) {
+      this.kv = KvStore.restore(rd.snapshot.data);
+      this.finalized = rd.snapshot.config;
+      // Results of slots inside the snapshot are not known here (the session table has them).
+      for (const [slot, p] of this.pendingBySlot) {
+        if (slot <= rd.snapshot.index) this.settleWrite(p, (w) => w.reject(new OutcomeUnknownError('state replaced by a snapshot')));
+      }
+      this.log.info({ index: rd.snapshot.index }, 'state machine restored from a snapshot');
+    }
+    for (const entry of rd.committed) this.applyEntry(entry);
+    for (const rs of rd.readStates) {
+      if (rs.index <= this.kv.applied) this.completeRead(rs.id);
+      else this.readsAwaitingApply.push({ id: rs.id, index: rs.index });
+    }
+    if (this.readsAwaitingApply.length > 0) {
+      const still: Array<{ id: number; index: number }> = [];
+      for (const r of this.readsAwaitingApply) {
+        if (r.index <= this.kv.applied) this.completeRead(r.id);
+        else still.push(r);
+      }
+      this.readsAwaitingApply = still;
+    }
+    for (const id of rd.droppedReads) {
+      const read = this.pendingReads.get(id);
+      if (read) {
+        this.pendingReads.delete(id);
+        read.waiter.reject(this.notLeader());
+      }
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    if (entry.slot <= this.kv.applied) return; // covered by a snapshot installed in this Ready
+    const result = this.kv.apply(entry);
+    const command = entry.command;
+    if (command.kind === 'finalize') {
+      this.finalized = command.config;
+      for (let i = this.finalizeWaiters.length - 1; i >= 0; i--) {
+        const w = this.finalizeWaiters[i] as Waiter<void> & { epoch: number };
+        if (command.config.epoch >= w.epoch) {
+          this.finalizeWaiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    }
+    if (command.kind === 'kv') {
+      const pending = this.pendingByKey.get(sessionKey(command.client, command.seq));
+      if (pending && result) this.settleWrite(pending, (w) => w.resolve(result));
+    }
+    const atSlot = this.pendingBySlot.get(entry.slot);
+    if (atSlot) {
+      // Our proposal for this slot lost to another value (a new leader filled it).
+      this.settleWrite(atSlot, (w) => w.reject(new OutcomeUnknownError(`slot ${entry.slot} chose another command`)));
+    }
+  }
+
+  private completeRead(id: number): void {
+    const read = this.pendingReads.get(id);
+    if (!read) return;
+    this.pendingReads.delete(id);
+    read.waiter.resolve();
+  }
+
+  private settleWrite(p: PendingWrite, settle: (w: Waiter<KvResult>) => void): void {
+    this.pendingByKey.delete(p.key);
+    if (p.slot !== undefined && this.pendingBySlot.get(p.slot) === p) this.pendingBySlot.delete(p.slot);
+    for (const w of p.waiters) settle(w);
+  }
+
+  private afterDrain(): void {
+    const status = this.deps.replica.status();
+    this.lastStatus = status;
+    const isLeader = status.role === 'leader';
+    if (this.wasLeader && !isLeader) {
+      // Proposals of a deposed leader may still be chosen by its successor; the client
+      // retries with the same (client, seq) and the session table keeps it exactly-once.
+      const err = this.notLeader();
+      for (const p of [...this.pendingBySlot.values()]) this.settleWrite(p, (w) => w.reject(err));
+      this.log.info({ leader: status.leader }, 'lost leadership; pending requests failed over');
+    }
+    if (!this.wasLeader && isLeader) this.log.info({ ballot: status.ballot }, 'became leader');
+    this.wasLeader = isLeader;
+    if (this.kv.applied - this.deps.storage.snapshotAt >= this.deps.limits.snapshotThreshold) this.snapshotNow();
+    const m = this.deps.metrics;
+    if (m) {
+      m.commitIndex.set(status.commit);
+      m.appliedIndex.set(this.kv.applied);
+      m.isLeader.set(isLeader ? 1 : 0);
+      m.ready.set(this.ready ? 1 : 0);
+      m.clientPending.set(this.pendingCount);
+    }
+  }
+
+  private expire(): void {
+    const now = this.now();
+    const timeout = this.deps.limits.requestTimeoutMs;
+    for (const p of [...this.pendingByKey.values()]) {
+      const expired = p.waiters.filter((w) => w.expiresAt <= now);
+      if (expired.length === 0) continue;
+      for (const w of expired) w.reject(new RequestTimeoutError(timeout));
+      const left = p.waiters.filter((w) => w.expiresAt > now);
+      if (left.length === 0) {
+        // Forget it: if it is chosen later the session table still records its result.
+        this.pendingByKey.delete(p.key);
+        if (p.slot !== undefined && this.pendingBySlot.get(p.slot) === p) this.pendingBySlot.delete(p.slot);
+        const q = this.proposalQueue.indexOf(p);
+        if (q >= 0) this.proposalQueue.splice(q, 1);
+      } else {
+        p.waiters.splice(0, p.waiters.length, ...left);
+      }
+    }
+    for (const [id, read] of this.pendingReads) {
+      if (read.waiter.expiresAt <= now) {
+        this.pendingReads.delete(id);
+        read.waiter.reject(new RequestTimeoutError(timeout));
+      }
+    }
+    for (let i = this.finalizeWaiters.length - 1; i >= 0; i--) {
+      const w = this.finalizeWaiters[i] as Waiter<void>;
+      if (w.expiresAt <= now) {
+        this.finalizeWaiters.splice(i, 1);
+        w.reject(new RequestTimeoutError(timeout));
+      }
+    }
+  }
+
+  private failAll(error: () => Error): void {
+    for (const p of [...this.pendingByKey.values()]) this.settleWrite(p, (w) => w.reject(error()));
+    this.proposalQueue = [];
+    for (const read of this.pendingReads.values()) read.waiter.reject(error());
+    this.pendingReads.clear();
+    for (const w of this.finalizeWaiters.splice(0)) w.reject(error());
+  }
+}

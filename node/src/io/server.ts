@@ -1,0 +1,207 @@
+/**
+ * The node process assembled: storage, replica, driver, peer transport, gRPC services, the
+ * HTTP probe endpoint and the tick timer. `NodeServer.start` brings it up; `shutdown` takes
+ * it down gracefully (SIGTERM).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type * as http from 'node:http';
+import type { Logger } from 'pino';
+import { Replica, freshState, replicaOptions } from '../core/replica.js';
+import type { NodeId, PersistedState } from '../core/types.js';
+import { adminHandlers } from './admin-service.js';
+import { bootstrapConfigOf, clientAddress, peerAddress, type NodeConfig } from './config.js';
+import { Driver } from './driver.js';
+import { HealthState } from './health.js';
+import { startHttp } from './http.js';
+import { kvHandlers } from './kv-service.js';
+import { NodeMetrics } from './metrics.js';
+import { SERVER_OPTIONS, loadProtos } from './proto.js';
+import { Storage } from './storage.js';
+import { PeerTransport } from './transport.js';
+
+/** The data directory is fresh and no bootstrap configuration was given. */
+export class MissingBootstrapError extends Error {
+  constructor(dir: string) {
+    super(`data directory ${dir} is empty and no --bootstrap-config was given`);
+    this.name = 'MissingBootstrapError';
+  }
+}
+
+/** Options beyond the validated config (tests inject these). */
+export interface NodeServerOptions {
+  readonly logger: Logger;
+  /** Called when the node must stop at once (a storage failure). */
+  readonly onFatal: (err: unknown) => void;
+  /** Process-wide default metrics (off when several nodes share a process). */
+  readonly processMetrics?: boolean;
+}
+
+function bind(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+}
+
+/** A running node. */
+export class NodeServer {
+  private tickTimer: NodeJS.Timeout | undefined;
+  private shuttingDown: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly driver: Driver,
+    private readonly transport: PeerTransport,
+    private readonly grpcServers: grpc.Server[],
+    private readonly httpServer: http.Server | undefined,
+    private readonly health: HealthState,
+    readonly metrics: NodeMetrics,
+    private readonly log: Logger,
+    /** The ports actually bound (useful with port 0). */
+    readonly ports: { readonly peer: number; readonly client: number; readonly metrics: number },
+  ) {}
+
+  /** Opens storage (recovering or bootstrapping), then starts serving. */
+  static async start(config: NodeConfig, options: NodeServerOptions): Promise<NodeServer> {
+    const log = options.logger;
+    const metrics = new NodeMetrics({ node: String(config.id) }, options.processMetrics ?? true);
+    const storageLog = log.child({ component: 'storage' });
+    const { storage, state: recovered } = Storage.open(config.dataDir, { logger: storageLog });
+    let state: PersistedState;
+    if (recovered) {
+      state = recovered;
+      storageLog.info(
+        { entries: recovered.entries.length, snapshot: recovered.snapshot?.index ?? 0, config: recovered.hard.config, commit: recovered.hard.commit },
+        'recovered state',
+      );
+    } else {
+      const bootstrap = bootstrapConfigOf(config);
+      if (!bootstrap) throw new MissingBootstrapError(config.dataDir);
+      state = storage.initialize(freshState(bootstrap).hard);
+      storageLog.info({ config: bootstrap, joining: config.joining }, 'initialized fresh data directory');
+    }
+
+    const tickTicks = (ms: number): number => Math.max(1, Math.round(ms / config.tickMs));
+    const replica = new Replica(
+      replicaOptions({
+        id: config.id,
+        random: Math.random,
+        electionTimeoutTicks: tickTicks(config.electionTimeoutMs),
+        heartbeatTicks: tickTicks(config.heartbeatMs),
+        joining: config.joining,
+      }),
+      state,
+    );
+    const resolvePeer = (id: NodeId): string | undefined => peerAddress(config, id);
+    const resolveClient = (id: NodeId): string | undefined => clientAddress(config, id);
+    // The driver and the transport refer to each other; the sink indirection breaks the cycle.
+    let transport: PeerTransport | undefined;
+    const driver = new Driver({
+      replica,
+      storage,
+      state,
+      sink: { send: (messages) => transport?.send(messages) },
+      logger: log.child({ component: 'driver' }),
+      metrics,
+      limits: { maxPendingRequests: config.maxPendingRequests, requestTimeoutMs: config.requestTimeoutMs, snapshotThreshold: config.snapshotThreshold },
+      clientAddress: resolveClient,
+      onFatal: options.onFatal,
+    });
+    transport = new PeerTransport({
+      id: config.id,
+      resolve: resolvePeer,
+      onMessage: (m) => driver.receive(m),
+      logger: log.child({ component: 'transport' }),
+      metrics,
+    });
+
+    const protos = loadProtos();
+    const health = new HealthState();
+    const peerServer = new grpc.Server(SERVER_OPTIONS);
+    peerServer.addService(protos.peer, { Stream: (call: grpc.ServerDuplexStream<unknown, unknown>) => transport?.handleStream(call) });
+    const clientPort = config.clientPort ?? config.peerPort;
+    const shared = clientPort === config.peerPort;
+    const clientServer = shared ? peerServer : new grpc.Server(SERVER_OPTIONS);
+    const apiLog = log.child({ component: 'api' });
+    clientServer.addService(protos.kv, kvHandlers(driver, apiLog, metrics));
+    clientServer.addService(protos.admin, adminHandlers(driver, apiLog, resolveClient));
+    clientServer.addService(protos.health, health.handlers());
+    if (!shared) peerServer.addService(protos.health, health.handlers());
+
+    const boundPeer = await bind(peerServer, config.listenHost, config.peerPort);
+    const boundClient = shared ? boundPeer : await bind(clientServer, config.listenHost, clientPort);
+    const servers = shared ? [peerServer] : [peerServer, clientServer];
+
+    let httpServer: http.Server | undefined;
+    let metricsPort = 0;
+    // A port of 0 disables HTTP unless explicitly asked for an ephemeral port by tests (-1 is not valid).
+    if (config.metricsPort !== 0) {
+      httpServer = await startHttp(config.listenHost, config.metricsPort, {
+        get ready() {
+          return driver.ready;
+        },
+        registry: metrics.registry,
+      });
+      const address = httpServer.address();
+      metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
+    }
+
+    const node = new NodeServer(config, driver, transport, servers, httpServer, health, metrics, log, {
+      peer: boundPeer,
+      client: boundClient,
+      metrics: metricsPort,
+    });
+    node.tickTimer = setInterval(() => {
+      driver.tick();
+      health.set(driver.ready);
+    }, config.tickMs);
+    log.info({ id: config.id, peerPort: boundPeer, clientPort: boundClient, metricsPort, config: state.hard.config }, 'node started');
+    return node;
+  }
+
+  /**
+   * Graceful stop: refuse new requests, let in-flight ones finish (bounded by the grace
+   * period), stop ticking, close streams and servers, sync and close the log.
+   */
+  shutdown(): Promise<void> {
+    this.shuttingDown ??= this.doShutdown();
+    return this.shuttingDown;
+  }
+
+  private async doShutdown(): Promise<void> {
+    this.log.info({}, 'shutting down');
+    this.health.close();
+    this.driver.stopAccepting();
+    await this.driver.settle(this.config.shutdownGraceMs);
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.transport.close();
+    this.driver.stop();
+    await Promise.all(
+      this.grpcServers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            // Give open calls a moment to finish, then cut them.
+            const force = setTimeout(() => s.forceShutdown(), 1000);
+            s.tryShutdown(() => {
+              clearTimeout(force);
+              resolve();
+            });
+          }),
+      ),
+    );
+    if (this.httpServer) {
+      this.httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => this.httpServer?.close(() => resolve()));
+    }
+    this.log.info({}, 'stopped');
+  }
+
+  /** Stops without grace (tests simulating a crash use kill -9 on a process instead). */
+  forceStop(): void {
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.transport.close();
+    for (const s of this.grpcServers) s.forceShutdown();
+    this.httpServer?.closeAllConnections();
+    this.httpServer?.close();
+    this.driver.stop();
+  }
+}
