@@ -110,14 +110,6 @@ class Checker {
     if (problem !== undefined) throw new Violation(trail, problem);
     path.add(key);
 
-    if (mayRetarget) {
-      for (let desired = 1; desired <= this.maxSize; desired += 1) {
-        if (desired === state.desired) continue;
-        this.retargets += 1;
-        this.explore({ ...state, desired }, false, [...trail, `target changes to ${desired}`], path);
-      }
-    }
-
     const { step, operation } = this.planner(state);
     const persisted = { ...state, operation };
     if (step.kind === 'Done') {
@@ -134,6 +126,14 @@ class Checker {
       const next = this.apply(persisted, step, trail);
       this.explore(next, mayRetarget, [...trail, describeStep(step)], path);
       if (step.kind === 'Finalize' && mayRetarget) this.retargetWhileFinalizing(persisted, step, trail, path);
+    }
+    // After the plan's own path, so that a plan that fails without any target change is reported as such.
+    if (mayRetarget) {
+      for (let desired = 1; desired <= this.maxSize; desired += 1) {
+        if (desired === state.desired) continue;
+        this.retargets += 1;
+        this.explore({ ...state, desired }, false, [...trail, `target changes to ${desired}`], path);
+      }
     }
     path.delete(key);
   }
