@@ -94,30 +94,31 @@ export class NodeServer {
     const resolvePeer = (id: NodeId): string | undefined => peerAddress(config, id);
     const resolveClient = (id: NodeId): string | undefined => clientAddress(config, id);
     // The driver and the transport refer to each other; the sink indirection breaks the cycle.
-    let transport: PeerTransport | undefined;
+    const late: { transport?: PeerTransport } = {};
     const driver = new Driver({
       replica,
       storage,
       state,
-      sink: { send: (messages) => transport?.send(messages) },
+      sink: { send: (messages) => late.transport?.send(messages) },
       logger: log.child({ component: 'driver' }),
       metrics,
       limits: { maxPendingRequests: config.maxPendingRequests, requestTimeoutMs: config.requestTimeoutMs, snapshotThreshold: config.snapshotThreshold },
       clientAddress: resolveClient,
       onFatal: options.onFatal,
     });
-    transport = new PeerTransport({
+    const transport = new PeerTransport({
       id: config.id,
       resolve: resolvePeer,
       onMessage: (m) => driver.receive(m),
       logger: log.child({ component: 'transport' }),
       metrics,
     });
+    late.transport = transport;
 
     const protos = loadProtos();
     const health = new HealthState();
     const peerServer = new grpc.Server(SERVER_OPTIONS);
-    peerServer.addService(protos.peer, { Stream: (call: grpc.ServerDuplexStream<unknown, unknown>) => transport?.handleStream(call) });
+    peerServer.addService(protos.peer, { Stream: (call: grpc.ServerDuplexStream<unknown, unknown>) => transport.handleStream(call) });
     const clientPort = config.clientPort ?? config.peerPort;
     const shared = clientPort === config.peerPort;
     const clientServer = shared ? peerServer : new grpc.Server(SERVER_OPTIONS);
