@@ -9,13 +9,12 @@
 //   node scripts/gen-config-reference.mjs           write docs/configuration.md
 //   node scripts/gen-config-reference.mjs --check   exit 1 if docs/configuration.md is stale
 //
-// YAML is read with js-yaml, which @kubernetes/client-node (a dependency) brings in.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { load } from 'js-yaml';
+import { parse } from 'yaml';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const VALUES_SCHEMA = join(REPO, 'charts', 'paxos-operator', 'values.schema.json');
@@ -85,7 +84,7 @@ function rows(root, node, prefix, depth, maxDepth, requiredHere = false) {
   const hasChildren = Object.keys(props).length > 0 && depth < maxDepth;
   if (prefix !== '') {
     const isLeafish = !hasChildren;
-    if (isLeafish || node.description) {
+    if (isLeafish || node.description || node['x-kubernetes-validations']) {
       const desc = [node.description ?? '', requiredHere ? '(required)' : '',
         !isLeafish ? '' : Object.keys(props).length > 0 ? 'See the Kubernetes API reference for its fields.' : '']
         .filter(Boolean).join(' ');
@@ -134,7 +133,7 @@ function crdSection() {
       '',
     ].join('\n');
   }
-  const crd = load(readFileSync(CRD, 'utf8'));
+  const crd = parse(readFileSync(CRD, 'utf8'));
   const { group, names } = crd.spec;
   const version = crd.spec.versions.find((v) => v.storage) ?? crd.spec.versions[0];
   const openapi = version.schema.openAPIV3Schema;
@@ -154,7 +153,7 @@ function crdSection() {
   if (subresources.scale) {
     out.push(
       `The scale subresource maps \`${subresources.scale.specReplicasPath}\` and \`${subresources.scale.statusReplicasPath}\`,`,
-      'so `kubectl scale paxosquorum NAME --replicas=N` (and a HorizontalPodAutoscaler) work.',
+      'so `kubectl scale paxosquorum NAME --replicas=N` work.',
       '',
     );
   }
