@@ -8,6 +8,7 @@
  * any one node paused, which covers the node the next step pauses.
  */
 import { finalConfig, formatConfig, sameConfig, type NodeConfig } from './config.js';
+import { isQuorum, toSet } from './quorums.js';
 import type { Action } from './steps.js';
 import type { ObservedState, OperationRecord, ReconfigurationMode } from './types.js';
 
@@ -111,20 +112,13 @@ export function applyStep(state: ModelState, step: Action): Outcome {
  */
 export function landFinalization(state: ModelState, joint: NodeConfig): Outcome {
   const running = state.nodes.map((node) => node.ordinal);
-  if (!hasQuorum(joint, running)) return failed(`no quorum of ${formatConfig(joint)} runs to choose the finalization`);
+  if (!isQuorum(joint, toSet(running))) return failed(`no quorum of ${formatConfig(joint)} runs to choose the finalization`);
   const applied = finalConfig(joint.epoch, joint.members);
   return done({
     ...state,
     nodes: state.nodes.map((node) => (sameConfig(node.config, joint) ? { ...node, config: applied } : node)),
     finalizations: [...state.finalizations, { epoch: joint.epoch, chosenUnder: joint, voters: running }],
   });
-}
-
-/** Whether `running` contains a majority of the members and, if there is a prior, a majority of it. */
-export function hasQuorum(config: NodeConfig, running: readonly number[]): boolean {
-  const majorityOf = (set: readonly number[]): boolean =>
-    set.filter((ordinal) => running.includes(ordinal)).length > set.length / 2;
-  return majorityOf(config.members) && (config.prior === undefined || majorityOf(config.prior));
 }
 
 function done(state: ModelState): Outcome {

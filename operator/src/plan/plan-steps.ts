@@ -5,7 +5,7 @@
 import { decide } from './decide.js';
 import { electableLeaders } from './invariants.js';
 import { applyStep, initialModel, observe, type ModelState } from './model.js';
-import { describePlannedStep, isAction, type Action } from './steps.js';
+import { describePlannedStep, describeStep, isAction, type Action } from './steps.js';
 import type { ReconfigurationMode } from './types.js';
 
 export interface PlannedStep {
@@ -43,7 +43,7 @@ export function idealRun(initial: ModelState): IdealRun {
     if (step.kind === 'Done') return { steps };
     if (!isAction(step)) {
       const winner = state.leader === undefined ? electionWinner(state) : undefined;
-      if (winner === undefined) return { steps, stuck: describePlannedStepOrWait(step) };
+      if (winner === undefined) return { steps, stuck: describeStep(step) };
       state = { ...state, leader: winner };
       continue;
     }
@@ -59,8 +59,4 @@ function electionWinner(state: ModelState): number | undefined {
   const candidates = electableLeaders(state, 0);
   const newest = Math.max(...candidates.map((ordinal) => state.nodes[ordinal]?.config.epoch ?? 0));
   return candidates.find((ordinal) => state.nodes[ordinal]?.config.epoch === newest);
-}
-
-function describePlannedStepOrWait(step: { kind: string; reason?: string; ordinal?: number }): string {
-  return step.reason ?? `${step.kind} ${step.ordinal ?? ''}`.trim();
 }
