@@ -1,0 +1,116 @@
+/**
+ * The admin client: status, convert, transfer, finalize and snapshot on one node, each with a
+ * deadline. Used by the operator's reconciler and by paxosctl.
+ */
+import type { Config } from '../core/types.js';
+import { decodeConfig, encodeConfig, type WireBallot, type WireConfig } from '../io/codec.js';
+import { ChannelPool, unaryCall } from './channels.js';
+import { fromServiceError } from './errors.js';
+
+/** A node's status as the admin API reports it. */
+export interface NodeStatus {
+  readonly id: number;
+  readonly role: 'follower' | 'candidate' | 'leader';
+  readonly leader: number | undefined;
+  readonly leaderAddr: string | undefined;
+  readonly ballot: { readonly round: number; readonly node: number };
+  readonly config: Config;
+  readonly fenceEpoch: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastSlot: number;
+  readonly snapshotIndex: number;
+  readonly caughtUp: boolean;
+  readonly ready: boolean;
+  /** On the leader: slots each peer is behind. */
+  readonly lag: Readonly<Record<number, number>>;
+  readonly transferring: boolean;
+}
+
+interface WireStatus {
+  id: number;
+  role: NodeStatus['role'];
+  leader: number;
+  leader_addr: string;
+  ballot: WireBallot | null;
+  config: WireConfig | null;
+  fence_epoch: number;
+  commit: number;
+  applied: number;
+  last_slot: number;
+  snapshot_index: number;
+  caught_up: boolean;
+  ready: boolean;
+  lag: Array<{ id: number; lag: number }>;
+  transferring: boolean;
+}
+
+/** Options of `AdminClient`. */
+export interface AdminClientOptions {
+  /** Deadline of each call. Default 5000 (finalize waits for a log entry: give it more). */
+  readonly deadlineMs?: number;
+}
+
+/** Admin calls against individual nodes, addressed by host:port. */
+export class AdminClient {
+  private readonly pool = new ChannelPool();
+  private readonly deadlineMs: number;
+
+  constructor(options: AdminClientOptions = {}) {
+    this.deadlineMs = options.deadlineMs ?? 5000;
+  }
+
+  async status(endpoint: string): Promise<NodeStatus> {
+    const s = await this.invoke<WireStatus>(endpoint, 'Status', {});
+    return {
+      id: s.id,
+      role: s.role,
+      leader: s.leader >= 0 ? s.leader : undefined,
+      leaderAddr: s.leader_addr || undefined,
+      ballot: s.ballot ? { round: s.ballot.round, node: s.ballot.node } : { round: 0, node: -1 },
+      config: decodeConfig(s.config),
+      fenceEpoch: s.fence_epoch,
+      commit: s.commit,
+      applied: s.applied,
+      lastSlot: s.last_slot,
+      snapshotIndex: s.snapshot_index,
+      caughtUp: s.caught_up,
+      ready: s.ready,
+      lag: Object.fromEntries(s.lag.map((l) => [l.id, l.lag])),
+      transferring: s.transferring,
+    };
+  }
+
+  /** The expansion operation on one node (idempotent). */
+  async convert(endpoint: string, config: Config): Promise<void> {
+    await this.invoke(endpoint, 'Convert', { config: encodeConfig(config) });
+  }
+
+  /** Asks the leader at `endpoint` to hand leadership to `target`. */
+  async transferLeadership(endpoint: string, target: number): Promise<void> {
+    await this.invoke(endpoint, 'TransferLeadership', { target });
+  }
+
+  /** Asks the leader at `endpoint` to finalize; resolves once the finalize entry is applied there. */
+  async finalize(endpoint: string, deadlineMs?: number): Promise<void> {
+    await this.invoke(endpoint, 'Finalize', {}, deadlineMs);
+  }
+
+  /** Snapshots the node now; resolves with the snapshot index. */
+  async snapshot(endpoint: string): Promise<number> {
+    const r = await this.invoke<{ index: number }>(endpoint, 'Snapshot', {});
+    return r.index;
+  }
+
+  close(): void {
+    this.pool.close();
+  }
+
+  private async invoke<Res>(endpoint: string, method: string, request: object, deadlineMs = this.deadlineMs): Promise<Res> {
+    try {
+      return await unaryCall<Res>(this.pool.get('AdminClient', endpoint), method, request, deadlineMs);
+    } catch (err) {
+      throw fromServiceError(err as Error);
+    }
+  }
+}

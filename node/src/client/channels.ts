@@ -1,0 +1,45 @@
+/** A bounded pool of gRPC clients per address, shared by the KV and admin clients. */
+import * as grpc from '@grpc/grpc-js';
+import { CHANNEL_OPTIONS, loadProtos } from '../io/proto.js';
+
+type Kind = 'KvClient' | 'AdminClient' | 'HealthClient';
+
+/** Clients keyed by kind and address; the oldest is closed beyond `max`. */
+export class ChannelPool {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(private readonly max = 32) {}
+
+  get(kind: Kind, address: string): grpc.Client {
+    const key = `${kind}|${address}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      const Ctor = loadProtos()[kind];
+      client = new Ctor(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.clients.set(key, client);
+      if (this.clients.size > this.max) {
+        const [oldestKey, oldest] = this.clients.entries().next().value as [string, grpc.Client];
+        oldest.close();
+        this.clients.delete(oldestKey);
+      }
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+/** Calls a unary method with a deadline and returns a promise. */
+export function unaryCall<Res>(client: grpc.Client, method: string, request: object, deadlineMs: number): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
+    if (!fn) {
+      reject(new Error(`no method ${method}`));
+      return;
+    }
+    fn.call(client, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * The key-value client used by the operator, paxosctl, tests and benchmarks.
+ *
+ * - Finds the leader: starts at the first endpoint, follows NOT_LEADER hints, rotates
+ *   through the endpoints when there is no hint.
+ * - Exactly-once writes: every write carries a session id and a sequence number, and every
+ *   retry of it repeats both, so the servers' session table applies it at most once.
+ * - Sessions are *lanes*: the server remembers one result per session, so a session may have
+ *   only one request in flight (a later seq applied first would make an earlier retry
+ *   ambiguous). Concurrency comes from several lanes, `maxInflight` of them.
+ * - Retries with exponential backoff and full jitter, within an overall deadline per call;
+ *   each attempt has its own shorter deadline.
+ * - Optional pipelining: requests share one `Pipeline` stream to the leader instead of one
+ *   HTTP/2 stream each.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import { ChannelPool, unaryCall } from './channels.js';
+import { PaxosClientError, fromServiceError } from './errors.js';
+import { PipelineConnection, type PipelineOp } from './pipeline.js';
+
+/** Options of `PaxosClient`. */
+export interface PaxosClientOptions {
+  /** host:port of the nodes' client port; any of them, the leader is found. */
+  readonly endpoints: readonly string[];
+  /** Overall deadline of one call, retries included. Default 5000. */
+  readonly deadlineMs?: number;
+  /** Deadline of one attempt. Default min(deadlineMs, 2000). */
+  readonly attemptTimeoutMs?: number;
+  /** Session id prefix; default a random UUID. Reuse one only from a single process. */
+  readonly clientId?: string;
+  /** Concurrent requests (lanes). Default 64. */
+  readonly maxInflight?: number;
+  /** Requests waiting for a lane before calls fail fast with RESOURCE_EXHAUSTED. Default 10000. */
+  readonly maxQueued?: number;
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Use the Pipeline stream instead of unary calls. */
+  readonly pipeline?: boolean;
+  readonly random?: () => number;
+}
+
+/** A key and its value. */
+export interface KeyValue {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** The result of a compare-and-swap. */
+export interface CasResult {
+  readonly succeeded: boolean;
+  /** On success the replaced value, on mismatch the current one; null when absent. */
+  readonly current: string | null;
+}
+
+interface Lane {
+  readonly session: string;
+  seq: number;
+}
+
+type Wrapped = { value: string } | null;
+const unwrap = (v: Wrapped | undefined): string | null => (v ? v.value : null);
+
+const METHODS: Record<PipelineOp, string> = { put: 'Put', get: 'Get', delete: 'Delete', cas: 'CompareAndSwap', range: 'Range' };
+
+/** The client. Call `close()` when done. */
+export class PaxosClient {
+  private readonly endpoints: string[];
+  private leader: string;
+  private rotation = 0;
+  private readonly pool = new ChannelPool();
+  private readonly pipelines = new Map<string, PipelineConnection>();
+  private readonly free: Lane[] = [];
+  private readonly waiting: Array<(lane: Lane) => void> = [];
+  private readonly deadlineMs: number;
+  private readonly attemptMs: number;
+  private readonly backoffMinMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly maxQueued: number;
+  private readonly random: () => number;
+  private closed = false;
+
+  constructor(private readonly options: PaxosClientOptions) {
+    if (options.endpoints.length === 0) throw new Error('PaxosClient needs at least one endpoint');
+    this.endpoints = [...options.endpoints];
+    this.leader = this.endpoints[0] as string;
+    this.deadlineMs = options.deadlineMs ?? 5000;
+    this.attemptMs = Math.min(this.deadlineMs, options.attemptTimeoutMs ?? 2000);
+    this.backoffMinMs = options.backoffMinMs ?? 20;
+    this.backoffMaxMs = options.backoffMaxMs ?? 1000;
+    this.maxQueued = options.maxQueued ?? 10_000;
+    this.random = options.random ?? Math.random;
+    const id = options.clientId ?? randomUUID();
+    for (let i = 0; i < (options.maxInflight ?? 64); i++) this.free.push({ session: `${id}/${i}`, seq: 0 });
+  }
+
+  /** The endpoint currently believed to lead. */
+  get leaderEndpoint(): string {
+    return this.leader;
+  }
+
+  /** Sets `key` to `value`; resolves with the previous value (null when absent). */
+  async put(key: string, value: string): Promise<string | null> {
+    const res = await this.write<{ previous: Wrapped }>('put', { key, value });
+    return unwrap(res.previous);
+  }
+
+  /** Deletes `key`; resolves with the previous value. */
+  async delete(key: string): Promise<string | null> {
+    const res = await this.write<{ previous: Wrapped }>('delete', { key });
+    return unwrap(res.previous);
+  }
+
+  /** Sets `key` to `value` if its current value is `expected` (`null`: if absent). */
+  async cas(key: string, expected: string | null, value: string): Promise<CasResult> {
+    const res = await this.write<{ succeeded: boolean; current: Wrapped }>('cas', {
+      key,
+      expected_absent: expected === null,
+      expected: expected ?? '',
+      value,
+    });
+    return { succeeded: res.succeeded, current: unwrap(res.current) };
+  }
+
+  /** Linearizable read of `key` (null when absent). */
+  async get(key: string): Promise<string | null> {
+    const res = await this.call<{ value: Wrapped }>('get', { key }, undefined);
+    return unwrap(res.value);
+  }
+
+  /** Linearizable read of the keys with `prefix`, in order, at most `limit` (server-capped). */
+  async range(prefix: string, limit = 1000): Promise<KeyValue[]> {
+    const res = await this.call<{ entries: KeyValue[] }>('range', { prefix, limit }, undefined);
+    return res.entries.map((e) => ({ key: e.key, value: e.value }));
+  }
+
+  /** Closes channels and streams; pending calls fail. */
+  close(): void {
+    this.closed = true;
+    for (const p of this.pipelines.values()) p.close();
+    this.pipelines.clear();
+    this.pool.close();
+  }
+
+  private async write<Res>(op: PipelineOp, body: object): Promise<Res> {
+    const lane = await this.acquire();
+    lane.seq++;
+    try {
+      return await this.call<Res>(op, body, { client_id: lane.session, seq: lane.seq });
+    } finally {
+      this.release(lane);
+    }
+  }
+
+  private acquire(): Promise<Lane> {
+    const lane = this.free.pop();
+    if (lane) return Promise.resolve(lane);
+    if (this.waiting.length >= this.maxQueued) {
+      return Promise.reject(new PaxosClientError(grpc.status.RESOURCE_EXHAUSTED, `more than ${this.maxQueued} requests queued in the client`));
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(lane: Lane): void {
+    const next = this.waiting.shift();
+    if (next) next(lane);
+    else this.free.push(lane);
+  }
+
+  /** One logical call: attempts with backoff until success, a final error or the deadline. */
+  private async call<Res>(op: PipelineOp, body: object, header: { client_id: string; seq: number } | undefined): Promise<Res> {
+    const request = { ...body, header: header ?? { client_id: 'reader', seq: 1 } };
+    const deadline = Date.now() + this.deadlineMs;
+    let attempt = 0;
+    let last: PaxosClientError | undefined;
+    for (;;) {
+      if (this.closed) throw new PaxosClientError(grpc.status.CANCELLED, 'client closed');
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new PaxosClientError(grpc.status.DEADLINE_EXCEEDED, `deadline of ${this.deadlineMs} ms exceeded${last ? `; last error: ${last.message}` : ''}`, undefined, undefined, false, {
+          cause: last,
+        });
+      }
+      const target = this.leader;
+      try {
+        return await this.attempt<Res>(target, op, request, Math.min(left, this.attemptMs));
+      } catch (err) {
+        const e = fromServiceError(err as Error);
+        if (!e.retryable) throw e;
+        last = e;
+        let immediate = false;
+        if (e.notLeader && e.leaderAddr && e.leaderAddr !== target) {
+          this.leader = e.leaderAddr; // follow the hint at once
+          immediate = attempt === 0;
+        } else if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
+          this.rotate(target);
+        }
+        attempt++;
+        if (!immediate) await this.sleep(Math.min(this.backoffDelay(attempt), Math.max(0, deadline - Date.now())));
+      }
+    }
+  }
+
+  private attempt<Res>(target: string, op: PipelineOp, request: object, timeoutMs: number): Promise<Res> {
+    if (this.options.pipeline) {
+      let conn = this.pipelines.get(target);
+      if (!conn || conn.broken) {
+        conn?.close();
+        conn = new PipelineConnection(this.pool.get('KvClient', target));
+        this.pipelines.set(target, conn);
+      }
+      return conn.call(op, request, timeoutMs) as Promise<Res>;
+    }
+    return unaryCall<Res>(this.pool.get('KvClient', target), METHODS[op], request, timeoutMs);
+  }
+
+  /** Moves on to the next endpoint after `failed` (unless someone already moved on). */
+  private rotate(failed: string): void {
+    if (this.leader !== failed) return;
+    this.rotation = (this.rotation + 1) % this.endpoints.length;
+    const next = this.endpoints[this.rotation] as string;
+    this.leader = next === failed && this.endpoints.length > 1 ? (this.endpoints[(this.rotation + 1) % this.endpoints.length] as string) : next;
+  }
+
+  private backoffDelay(attempt: number): number {
+    const cap = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(attempt, 20));
+    return Math.round(cap * (0.5 + this.random() / 2));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => setTimeout(r, ms));
+  }
+}
