@@ -48,6 +48,7 @@ describe('three-node cluster in one process', () => {
     return node;
   };
   const endpoints = (): string[] => ports.map((p) => `127.0.0.1:${p}`);
+  const node = (i: number): NodeServer => nodes[i] as NodeServer;
   const leaderIndex = (): number => nodes.findIndex((n) => n?.driver.status.role === 'leader');
 
   beforeAll(async () => {
@@ -149,8 +150,8 @@ describe('three-node cluster in one process', () => {
         const leader = nodes[leaderIndex()] as NodeServer;
         return s !== undefined && s.caughtUp && s.applied >= leader.driver.store.applied;
       });
-      expect((nodes[old] as NodeServer).driver.store.get('after/49')).toBe('49');
-      expect((nodes[old] as NodeServer).driver.store.get('g/399')).toBe('399');
+      expect(node(old).driver.store.get('after/49')).toBe('49');
+      expect(node(old).driver.store.get('g/399')).toBe('399');
       const status = await admin.status(endpoints()[leaderIndex()] as string);
       expect(status.role).toBe('leader');
       expect(status.snapshotIndex).toBeGreaterThan(0); // the threshold was crossed
