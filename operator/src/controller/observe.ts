@@ -6,7 +6,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PodObservation } from '../plan/types.js';
 import type { NodeAdmin, NodeStatus } from './node-admin.js';
-import { CLIENT_PORT, podOrdinal } from './resources.js';
+import { podOrdinal } from './resources.js';
 
 /** One pod with what its node said (if it answered). */
 export interface NodeView {
@@ -21,10 +21,13 @@ export interface NodeView {
   readonly unreachable?: string;
 }
 
-/** Where the node of `pod` serves the admin API: `podIP:7000` by default. */
+/** Where the node of `pod` serves the admin API. */
 export type AddressOf = (pod: V1Pod) => string | undefined;
 
-export const podIpAddress: AddressOf = (pod) => (pod.status?.podIP ? `${pod.status.podIP}:${CLIENT_PORT}` : undefined);
+/** `podIP:port`, the production address. */
+export function podIpAddress(port: number): AddressOf {
+  return (pod) => (pod.status?.podIP ? `${pod.status.podIP}:${port}` : undefined);
+}
 
 export function isPodReady(pod: V1Pod): boolean {
   return pod.status?.conditions?.some((condition) => condition.type === 'Ready' && condition.status === 'True') ?? false;

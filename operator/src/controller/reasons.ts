@@ -35,6 +35,7 @@ export const Reason = {
   NotBlocked: 'NotBlocked',
   StepTimeout: 'StepTimeout',
   InvalidSpec: 'InvalidSpec',
+  OwnershipConflict: 'OwnershipConflict',
   // Events for steps and object management
   Created: 'Created',
   Updated: 'Updated',

@@ -5,14 +5,15 @@
  * drift by comparing hashes rather than diffing against fields the API server defaulted.
  */
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet, V1Container, V1OwnerReference } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet, V1Container, V1OwnerReference, V1PodSpec } from '@kubernetes/client-node';
 import { formatConfig, type NodeConfig } from '../plan/config.js';
 import { API_VERSION, GROUP, KIND, type PaxosQuorum, type PaxosQuorumSpec } from '../k8s/paxosquorum.js';
 import { APP_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY } from '../k8s/informers.js';
 
-export const CLIENT_PORT = 7000;
-export const PEER_PORT = 7001;
-export const METRICS_PORT = 9090;
+/** Where the operator calls a node's admin API: `spec.ports.admin`, else the client port (one gRPC server). */
+export function adminPort(spec: PaxosQuorumSpec): number {
+  return spec.ports.admin ?? spec.ports.client;
+}
 export const DATA_DIR = '/var/lib/paxos';
 export const CONTAINER_NAME = 'paxos';
 /** Key of the bootstrap ConfigMap that holds the JSON `{epoch, members, prior?}` a new pod boots on. */
@@ -97,6 +98,7 @@ export function nodeContainer(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image:
   const { name, namespace } = quorum.metadata;
   const n = names(name);
   const fromBootstrap = (key: string) => ({ configMapKeyRef: { name: n.configMap, key } });
+  const { ports } = spec;
   return {
     name: CONTAINER_NAME,
     image,
@@ -105,20 +107,25 @@ export function nodeContainer(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image:
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: 'PAXOS_DATA_DIR', value: DATA_DIR },
-      { name: 'PAXOS_PEER_TEMPLATE', value: `${name}-{i}.${n.peerService}.${namespace}.svc:${PEER_PORT}` },
+      { name: 'PAXOS_PEER_TEMPLATE', value: `${name}-{i}.${n.peerService}.${namespace}.svc:${ports.peer}` },
+      { name: 'PAXOS_CLIENT_PORT', value: String(ports.client) },
+      { name: 'PAXOS_PEER_PORT', value: String(ports.peer) },
+      { name: 'PAXOS_METRICS_PORT', value: String(ports.metrics) },
       { name: 'PAXOS_BOOTSTRAP_CONFIG', valueFrom: fromBootstrap(BOOTSTRAP_CONFIG_KEY) },
       { name: 'PAXOS_JOINING', valueFrom: fromBootstrap(BOOTSTRAP_JOINING_KEY) },
       { name: 'PAXOS_ELECTION_TIMEOUT_MS', value: String(spec.tuning.electionTimeoutMs) },
       { name: 'PAXOS_HEARTBEAT_MS', value: String(spec.tuning.heartbeatMs) },
-      { name: 'PAXOS_SNAPSHOT_THRESHOLD', value: String(spec.tuning.snapshotThreshold) },
+      { name: 'PAXOS_SNAPSHOT_THRESHOLD', value: String(spec.tuning.snapshotThresholdEntries) },
     ],
     ports: [
-      { name: 'client', containerPort: CLIENT_PORT },
-      { name: 'peer', containerPort: PEER_PORT },
-      { name: 'metrics', containerPort: METRICS_PORT },
+      { name: 'client', containerPort: ports.client },
+      { name: 'peer', containerPort: ports.peer },
+      { name: 'metrics', containerPort: ports.metrics },
+      ...(ports.admin !== undefined && ports.admin !== ports.client && ports.admin !== ports.peer
+        ? [{ name: 'admin', containerPort: ports.admin }] : []),
     ],
-    readinessProbe: { httpGet: { path: '/readyz', port: METRICS_PORT }, periodSeconds: 2, failureThreshold: 3 },
-    livenessProbe: { httpGet: { path: '/healthz', port: METRICS_PORT }, periodSeconds: 10, failureThreshold: 6, initialDelaySeconds: 10 },
+    readinessProbe: { httpGet: { path: '/readyz', port: ports.metrics }, periodSeconds: 2, failureThreshold: 3 },
+    livenessProbe: { httpGet: { path: '/healthz', port: ports.metrics }, periodSeconds: 10, failureThreshold: 6, initialDelaySeconds: 10 },
     volumeMounts: [{ name: 'data', mountPath: DATA_DIR }],
     resources: spec.resources as V1Container['resources'],
   };
@@ -130,9 +137,17 @@ export function nodeContainer(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image:
  */
 export function statefulSet(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image: string, replicas: number): V1StatefulSet {
   const name = quorum.metadata.name;
+  const { pod } = spec;
   const template: NonNullable<V1StatefulSet['spec']>['template'] = {
-    metadata: { labels: labels(name) },
-    spec: { containers: [nodeContainer(quorum, spec, image)], terminationGracePeriodSeconds: 30 },
+    // Our labels last: a user label cannot break the selector.
+    metadata: { labels: { ...pod.labels, ...labels(name) }, annotations: pod.annotations },
+    spec: {
+      containers: [nodeContainer(quorum, spec, image)],
+      terminationGracePeriodSeconds: 30,
+      affinity: pod.affinity as V1PodSpec['affinity'],
+      tolerations: pod.tolerations as V1PodSpec['tolerations'],
+      nodeSelector: pod.nodeSelector,
+    },
   };
   return {
     apiVersion: 'apps/v1',
@@ -161,25 +176,26 @@ export function statefulSet(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image: s
 }
 
 /** The headless Service giving each pod a stable DNS name; not-ready pods included, so peers find a pod that is catching up. */
-export function peerService(quorum: PaxosQuorum): V1Service {
+export function peerService(quorum: PaxosQuorum, spec: PaxosQuorumSpec): V1Service {
   const name = quorum.metadata.name;
-  const spec: V1Service['spec'] = {
+  const { ports } = spec;
+  const serviceSpec: V1Service['spec'] = {
     clusterIP: 'None',
     publishNotReadyAddresses: true,
     selector: selectorLabels(name),
-    ports: [{ name: 'peer', port: PEER_PORT, targetPort: PEER_PORT }, { name: 'client', port: CLIENT_PORT, targetPort: CLIENT_PORT }],
+    ports: [{ name: 'peer', port: ports.peer, targetPort: ports.peer }, { name: 'client', port: ports.client, targetPort: ports.client }],
   };
-  return { apiVersion: 'v1', kind: 'Service', metadata: meta(quorum, names(name).peerService, spec), spec };
+  return { apiVersion: 'v1', kind: 'Service', metadata: meta(quorum, names(name).peerService, serviceSpec), spec: serviceSpec };
 }
 
 /** The client Service: ready pods only. */
-export function clientService(quorum: PaxosQuorum): V1Service {
+export function clientService(quorum: PaxosQuorum, spec: PaxosQuorumSpec): V1Service {
   const name = quorum.metadata.name;
-  const spec: V1Service['spec'] = {
+  const serviceSpec: V1Service['spec'] = {
     selector: selectorLabels(name),
-    ports: [{ name: 'client', port: CLIENT_PORT, targetPort: CLIENT_PORT }],
+    ports: [{ name: 'client', port: spec.ports.client, targetPort: spec.ports.client }],
   };
-  return { apiVersion: 'v1', kind: 'Service', metadata: meta(quorum, names(name).clientService, spec), spec };
+  return { apiVersion: 'v1', kind: 'Service', metadata: meta(quorum, names(name).clientService, serviceSpec), spec: serviceSpec };
 }
 
 /** What the bootstrap ConfigMap tells the next pod that starts. */

@@ -81,12 +81,11 @@ function availability(input: StatusInput): DesiredCondition {
 }
 
 function phaseOf(input: StatusInput, available: boolean, degraded: boolean): Phase {
-  if (input.quorum.metadata.deletionTimestamp !== undefined) return 'Deleting';
-  if (input.blocked?.reason === Reason.InvalidSpec) return 'Failed';
-  if (input.membership === undefined) return 'Creating';
+  if (input.blocked !== undefined) return 'Blocked';
+  if (input.membership === undefined) return 'Pending';
   if (input.operation !== undefined || input.rolling) return 'Reconfiguring';
   if (!available || degraded) return 'Degraded';
-  return 'Running';
+  return 'Available';
 }
 
 /** The full status this pass wants stored. */

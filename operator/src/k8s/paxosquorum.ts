@@ -24,25 +24,39 @@ export const FINALIZER = `${GROUP}/finalizer`;
 /** `spec.reconfiguration.mode`; see the planner's `ReconfigurationMode`. */
 export const ReconfigurationModeSchema = z.enum(['Transfer', 'Election']);
 
-/** The spec with every default filled in. */
+/** The spec with every default filled in (the same defaults as operator/crd/paxosquorums.yaml). */
 export const PaxosQuorumSpecSchema = z.object({
-  replicas: z.number().int().min(1).max(15),
+  replicas: z.number().int().min(1).max(15).default(3),
   image: z.string().optional().default(''),
   imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  resources: z.record(z.string(), z.unknown()).optional(),
   storage: z.object({
     size: z.string().default('1Gi'),
     storageClassName: z.string().optional(),
   }).default({ size: '1Gi' }),
+  ports: z.object({
+    client: z.number().int().min(1).max(65535).default(7000),
+    peer: z.number().int().min(1).max(65535).default(7001),
+    /** The admin API's port; the node serves it on the client port unless told otherwise. */
+    admin: z.number().int().min(1).max(65535).optional(),
+    metrics: z.number().int().min(1).max(65535).default(9090),
+  }).default({ client: 7000, peer: 7001, metrics: 9090 }),
   tuning: z.object({
     electionTimeoutMs: z.number().int().positive().default(1000),
     heartbeatMs: z.number().int().positive().default(100),
-    snapshotThreshold: z.number().int().positive().default(10000),
-  }).default({ electionTimeoutMs: 1000, heartbeatMs: 100, snapshotThreshold: 10000 }),
+    snapshotThresholdEntries: z.number().int().positive().default(10000),
+  }).default({ electionTimeoutMs: 1000, heartbeatMs: 100, snapshotThresholdEntries: 10000 }),
   reconfiguration: z.object({
     mode: ReconfigurationModeSchema.default('Transfer'),
-    stepTimeoutSeconds: z.number().int().positive().default(300),
-  }).default({ mode: 'Transfer', stepTimeoutSeconds: 300 }),
-  resources: z.record(z.string(), z.unknown()).optional(),
+    stepTimeoutSeconds: z.number().int().positive().default(120),
+  }).default({ mode: 'Transfer', stepTimeoutSeconds: 120 }),
+  pod: z.object({
+    affinity: z.record(z.string(), z.unknown()).optional(),
+    tolerations: z.array(z.record(z.string(), z.unknown())).optional(),
+    nodeSelector: z.record(z.string(), z.string()).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  }).default({}),
 }).loose();
 
 export type PaxosQuorumSpec = z.infer<typeof PaxosQuorumSpecSchema>;
@@ -72,13 +86,16 @@ export interface MemberStatus {
  * step being waited on started (for `stepTimeoutSeconds`) and which step that was.
  */
 export interface OperationStatus extends OperationRecord {
+  /** RFC 3339 time at which the operation began. */
+  readonly startedAt?: string;
   /** RFC 3339 time at which the operator last executed an action of this operation. */
   readonly stepStartedAt?: string;
   /** The last action executed, in words. */
   readonly lastAction?: string;
 }
 
-export type Phase = 'Pending' | 'Creating' | 'Running' | 'Reconfiguring' | 'Degraded' | 'Deleting' | 'Failed';
+/** `status.phase`, as enumerated by the CRD. */
+export type Phase = 'Pending' | 'Available' | 'Reconfiguring' | 'Degraded' | 'Blocked';
 
 export interface PaxosQuorumStatus {
   observedGeneration?: number;

@@ -1,0 +1,93 @@
+/**
+ * Executes one step against the cluster: the planner's actions and the roll's. Every step is
+ * idempotent: replicas are set to an absolute value, the ConfigMap is written with absolute
+ * data, and the node's admin calls are idempotent by contract (proto/paxos.proto).
+ */
+import type { V1StatefulSet } from '@kubernetes/client-node';
+import type { KubeClients } from '../k8s/client.js';
+import { FIELD_MANAGER, MERGE_PATCH } from '../k8s/client.js';
+import { getOrUndefined, isConflict, kubeCall } from '../k8s/errors.js';
+import type { PaxosQuorum } from '../k8s/paxosquorum.js';
+import type { Action } from '../plan/steps.js';
+import type { NodeAdmin } from './node-admin.js';
+import type { NodeView } from './observe.js';
+import { bootstrapData, names, podName } from './resources.js';
+import type { RollStep } from './roll.js';
+
+/** A step could not be executed because something it needs is missing (no StatefulSet, no pod address). */
+export class StepPreconditionError extends Error {
+  override readonly name = 'StepPreconditionError';
+}
+
+/** Everything a step needs. */
+export interface StepContext {
+  readonly clients: KubeClients;
+  readonly admin: NodeAdmin;
+  readonly quorum: PaxosQuorum;
+  readonly statefulSet: V1StatefulSet;
+  readonly views: readonly NodeView[];
+  /** Deadline of admin calls that change a node (convert, transfer, finalize). */
+  readonly actionDeadlineMs: number;
+}
+
+/** The steps the executor knows: the planner's actions, or deleting a pod for a roll. */
+export type ExecutableStep = Action | Extract<RollStep, { kind: 'DeletePod' }>;
+
+function addressOf(context: StepContext, ordinal: number): string {
+  const view = context.views.find((candidate) => candidate.ordinal === ordinal);
+  if (view?.address === undefined) throw new StepPreconditionError(`pod ${ordinal} has no address`);
+  return view.address;
+}
+
+async function setReplicas(context: StepContext, replicas: number): Promise<void> {
+  const { namespace } = context.quorum.metadata;
+  const name = names(context.quorum.metadata.name).statefulSet;
+  if (context.statefulSet.spec?.replicas === replicas) return;
+  await kubeCall(`scale StatefulSet ${namespace}/${name} to ${replicas}`, () => context.clients.apps.patchNamespacedStatefulSet({
+    namespace, name, fieldManager: FIELD_MANAGER,
+    // Guarded by resourceVersion: a replicas value decided from a stale read is refused (409).
+    body: { metadata: { resourceVersion: context.statefulSet.metadata?.resourceVersion }, spec: { replicas } },
+  }, MERGE_PATCH));
+}
+
+/** Executes `step`. Throws a typed error (KubeApiError, NodeAdminError, StepPreconditionError) on failure. */
+export async function executeStep(context: StepContext, step: ExecutableStep): Promise<void> {
+  const { clients, admin, quorum, actionDeadlineMs } = context;
+  const { namespace } = quorum.metadata;
+  switch (step.kind) {
+    case 'StartPod': {
+      // The new pod reads its first configuration from the ConfigMap, so it must be written first.
+      const name = names(quorum.metadata.name).configMap;
+      await kubeCall(`write ConfigMap ${namespace}/${name}`, () => clients.core.patchNamespacedConfigMap({
+        namespace, name, fieldManager: FIELD_MANAGER, body: { data: bootstrapData({ config: step.config, joining: true }) },
+      }, MERGE_PATCH));
+      await setReplicas(context, step.ordinal + 1);
+      return;
+    }
+    case 'StopPod':
+      await setReplicas(context, step.ordinal);
+      return;
+    case 'Convert':
+      await admin.convert(addressOf(context, step.ordinal), step.config, actionDeadlineMs);
+      return;
+    case 'TransferLeadership':
+      await admin.transferLeadership(addressOf(context, step.from), step.to, actionDeadlineMs);
+      return;
+    case 'Finalize':
+      await admin.finalize(addressOf(context, step.leader), actionDeadlineMs);
+      return;
+    case 'DeletePod': {
+      const pod = podName(quorum.metadata.name, step.ordinal);
+      const uid = context.views.find((view) => view.ordinal === step.ordinal)?.pod.metadata?.uid;
+      // The UID precondition makes a repeated delete a no-op instead of killing the replacement pod.
+      try {
+        await getOrUndefined(`delete Pod ${namespace}/${pod}`, () => clients.core.deleteNamespacedPod({
+          namespace, name: pod, body: { preconditions: { uid } },
+        }));
+      } catch (error) {
+        if (!isConflict(error)) throw error; // already replaced: the UID no longer matches
+      }
+      return;
+    }
+  }
+}
