@@ -636,6 +636,7 @@ export class Replica implements ReplicaApi {
       if (e.slot <= this.commit) continue;
       this.log.put(e);
       this.unstable.push(e);
+      if (e.command.kind === 'finalize') this.raiseFence(e.command.config.epoch);
     }
     this.followLeaderCommit(m.commit);
     this.send(m.from, { type: 'accepted', ballot: m.ballot, ok: true, promised: this.promised, fromSlot: first, toSlot: last, commit: this.commit });
@@ -850,8 +851,7 @@ export class Replica implements ReplicaApi {
   /** A finalize entry was chosen (or a snapshot carried one): drop `prior`, raise the fence. */
   private applyFinalized(finalized: Config): void {
     if (finalized.epoch > this.lastFinalized.epoch) this.lastFinalized = finalized;
-    if (finalized.epoch > this.fenceEpoch) this.fenceEpoch = finalized.epoch;
-    this.knownFence = Math.max(this.knownFence, this.fenceEpoch);
+    this.raiseFence(finalized.epoch);
     if (finalized.epoch >= this.config.epoch) this.config = finalized;
     this.hardDirty = true;
     this.mustSync = true;
@@ -876,6 +876,19 @@ export class Replica implements ReplicaApi {
   }
 
   // ---------------------------------------------------------------- fencing
+
+  /**
+   * An acceptor that has voted for a finalize entry refuses proposers from older epochs at
+   * once, not only after learning the entry was chosen: a stale proposer then cannot gather a
+   * quorum that overlaps the finalizing one, even before the news spreads.
+   */
+  private raiseFence(epoch: number): void {
+    if (epoch <= this.fenceEpoch) return;
+    this.fenceEpoch = epoch;
+    this.knownFence = Math.max(this.knownFence, epoch);
+    this.hardDirty = true;
+    this.mustSync = true;
+  }
 
   /** Fences off a proposer whose configuration predates the newest finalized one. */
   private fencedOff(m: Message): boolean {

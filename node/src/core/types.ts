@@ -70,8 +70,8 @@ export interface HardState {
   /** This node's configuration (set by conversion, or by applying a finalize entry). */
   readonly config: Config;
   /**
-   * The epoch of the newest finalized configuration this node knows. Proposers whose
-   * configuration epoch is below it are fenced off.
+   * The epoch of the newest finalize entry this node accepted or learned chosen. Proposers
+   * whose configuration epoch is below it are fenced off.
    */
   readonly fenceEpoch: number;
   /** The highest slot known chosen, a hint that saves work on restart (not needed for safety). */
