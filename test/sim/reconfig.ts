@@ -1,4 +1,6 @@
-import type { Config, NodeId, ReplicaStatus } from '../../node/src/core/types.js';
+import type { AdminResult, Config, NodeId, ReplicaApi, ReplicaStatus } from '../../node/src/core/types.js';
+import { nextStep } from '../../operator/src/plan/next-step.js';
+import type { ObservedState, OperationRecord, PodObservation } from '../../operator/src/plan/types.js';
 import { describeConfig, range, type World } from './world.js';
 
 /** How the old leader's turn is taken (the design note keeps both to compare them). */
@@ -24,8 +26,8 @@ export interface ReconfigOptions {
 
 /** One operator action, as the trace shows it. */
 export type Action =
-  | { readonly kind: 'start'; readonly node: NodeId }
-  | { readonly kind: 'convert'; readonly node: NodeId }
+  | { readonly kind: 'start'; readonly node: NodeId; readonly config: Config }
+  | { readonly kind: 'convert'; readonly node: NodeId; readonly config: Config }
   | { readonly kind: 'transfer'; readonly from: NodeId; readonly to: NodeId }
   | { readonly kind: 'finalize'; readonly leader: NodeId }
   | { readonly kind: 'stop'; readonly node: NodeId }
@@ -44,8 +46,9 @@ export interface Observed {
  * is observed now: level-triggered, so a step that timed out, a crash or a change of leader just
  * lead to the right next action on the next call. Every action is idempotent.
  *
- * The operator's planner (`operator/src/plan/`) did not exist when this was written; this is the
- * simulator's own transcription of the note, kept small so that it can be swapped for `nextStep`.
+ * The normal workload drives the operator's own planner (`operator/src/plan`, see
+ * {@link operatorPlanner}); this transcription of the note is kept because it can also do the
+ * unsafe plain method (`rush`), which the real planner rightly cannot, for the split-brain workload.
  */
 export function nextAction(from: Config, target: Config, observed: Observed, leaderTurn: LeaderTurn, rush: boolean): Action {
   const { exists, status, leader } = observed;
@@ -71,7 +74,7 @@ export function nextAction(from: Config, target: Config, observed: Observed, lea
   const k = Math.min(added.length, Math.max(1, Math.floor(members.length / 2) + 2 - old.length));
   const firstBatch = rush ? added : added.slice(0, k);
   for (const id of firstBatch) {
-    if (!exists.has(id)) return { kind: 'start', node: id };
+    if (!exists.has(id)) return { kind: 'start', node: id, config: target };
     if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up` };
   }
   // Shrink step 1: a leader that is being removed hands over to the most caught-up survivor.
@@ -87,7 +90,7 @@ export function nextAction(from: Config, target: Config, observed: Observed, lea
       if (rush) continue;
       return { kind: 'wait', why: `node ${id} is down` };
     }
-    if (!converted(id)) return { kind: 'convert', node: id };
+    if (!converted(id)) return { kind: 'convert', node: id, config: target };
     if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up after conversion` };
   }
   // Step 3: the leader's turn.
@@ -96,11 +99,11 @@ export function nextAction(from: Config, target: Config, observed: Observed, lea
       const to = mostCaughtUp(members.filter(converted), status, leader);
       if (to !== undefined) return { kind: 'transfer', from: leader.id, to };
     }
-    return { kind: 'convert', node: leader.id };
+    return { kind: 'convert', node: leader.id, config: target };
   }
   // Step 4: the remaining new nodes, one at a time.
   for (const id of added) {
-    if (!exists.has(id)) return { kind: 'start', node: id };
+    if (!exists.has(id)) return { kind: 'start', node: id, config: target };
     if (!rush && !healthy(id)) return { kind: 'wait', why: `node ${id} catching up` };
   }
   // Step 5: finalize once every member is on the target configuration.
@@ -125,32 +128,97 @@ export function targetConfig(from: Config, size: number): Config {
   return { epoch: from.epoch + 1, members: range(size), prior: from.members };
 }
 
+/** Chooses the next action from the world; the reconfiguration executes it. */
+export type Planner = (world: World) => Action;
+
+/** The simulator's own order (see {@link nextAction}) as a planner, from `from` to `toSize` nodes. */
+export function simPlanner(from: Config, toSize: number, leaderTurn: LeaderTurn, rush: boolean): Planner {
+  const target = targetConfig(from, toSize);
+  return (world) => nextAction(from, target, observe(world), leaderTurn, rush);
+}
+
+/**
+ * The operator's planner (`nextStep` of `operator/src/plan`) as a planner: the world is observed the
+ * way the operator observes pods (existence, readiness, admin `status`), and the operation record
+ * is kept between calls the way the operator keeps it in the custom resource's status.
+ */
+export function operatorPlanner(toSize: number, leaderTurn: LeaderTurn): Planner {
+  let operation: OperationRecord | undefined;
+  return (world) => {
+    const pods: PodObservation[] = world.ids().map((ordinal) => {
+      const s = world.status(ordinal);
+      if (s === undefined) return { ordinal, exists: true, ready: false };
+      return { ordinal, exists: true, ready: true, config: s.config, role: s.role, caughtUp: s.caughtUp, commitIndex: s.commit };
+    });
+    const leader = world.leader()?.id;
+    const observed: ObservedState = {
+      desired: toSize,
+      mode: leaderTurn === 'transfer' ? 'Transfer' : 'Election',
+      pods,
+      ...(leader === undefined ? {} : { leader }),
+      ...(operation === undefined ? {} : { operation }),
+    };
+    const decision = nextStep(observed);
+    operation = decision.operation;
+    const step = decision.step;
+    switch (step.kind) {
+      case 'StartPod':
+        return { kind: 'start', node: step.ordinal, config: step.config };
+      case 'Convert':
+        return { kind: 'convert', node: step.ordinal, config: step.config };
+      case 'TransferLeadership':
+        return { kind: 'transfer', from: step.from, to: step.to };
+      case 'Finalize':
+        return { kind: 'finalize', leader: step.leader };
+      case 'StopPod':
+        return { kind: 'stop', node: step.ordinal };
+      case 'Wait':
+        return { kind: 'wait', why: step.reason };
+      case 'WaitCatchUp':
+        return { kind: 'wait', why: `pod ${step.ordinal} catching up` };
+      case 'Done':
+        return { kind: 'done' };
+    }
+  };
+}
+
+function observe(world: World): Observed {
+  const status = new Map<NodeId, ReplicaStatus>();
+  for (const id of world.ids()) {
+    const s = world.status(id);
+    if (s !== undefined) status.set(id, s);
+  }
+  return { exists: new Set(world.ids()), status, leader: world.leader() };
+}
+
 /**
  * Drives one reconfiguration through the operator's operations (start, convert, transfer,
- * finalize, stop), one action at a time: after an action it waits until the action's effect is
- * visible and the cluster is healthy, and retries after `stepTimeoutTicks` if it is not.
+ * finalize, stop), one action at a time, as a reconcile loop would: it asks the planner for the
+ * next action, does it, and does the same action again only after `stepTimeoutTicks` (every
+ * action is idempotent, so a repeat is a retry, not a second change).
  */
 export class Reconfiguration {
-  readonly target: Config;
   done = false;
   actions = 0;
   private waitUntil = 0;
   private settleUntil = 0;
   private lastAction = '';
+  private lastWait = '';
 
   constructor(
     private readonly world: World,
+    /** The finalized configuration the change starts from. */
     readonly from: Config,
     readonly toSize: number,
+    private readonly planner: Planner,
     private readonly options: ReconfigOptions,
   ) {
-    this.target = targetConfig(from, toSize);
-    world.trace.log(world.now, `reconfigure ${describeConfig(from)} -> ${toSize} nodes`);
+    world.trace.log(world.now, `reconfigure ${describeConfig(from)} -> ${toSize} nodes (${options.leaderTurn} mode${options.rush ? ', rushed' : ''})`);
   }
 
   /** The finalized configuration this change ends in. */
   get finalConfig(): Config {
-    return { epoch: this.target.epoch, members: this.target.members };
+    return { epoch: this.from.epoch + 1, members: range(this.toSize) };
   }
 
   /** Called every tick: performs the next action when the last one has settled or timed out. */
@@ -158,13 +226,18 @@ export class Reconfiguration {
     if (this.done) return;
     const world = this.world;
     if (world.now < this.settleUntil) return;
-    const action = nextAction(this.from, this.target, this.observe(), this.options.leaderTurn, this.options.rush);
+    const action = this.planner(world);
     if (action.kind === 'done') {
       this.done = true;
-      world.trace.log(world.now, `reconfiguration to ${describeConfig(this.finalConfig)} done after ${this.actions} actions`);
+      world.trace.log(world.now, `reconfiguration to ${this.toSize} nodes done after ${this.actions} actions`);
       return;
     }
-    if (action.kind === 'wait') return;
+    if (action.kind === 'wait') {
+      if (action.why !== this.lastWait && world.rolesVerbose) world.trace.log(world.now, `operator: wait: ${action.why}`);
+      this.lastWait = action.why;
+      return;
+    }
+    this.lastWait = '';
     // The same action again before its timeout: its effect is on the way. A transfer counts as
     // the same whatever its target, so that a new "most caught-up" node does not restart it.
     const key = action.kind === 'transfer' ? `transfer ${action.from}` : JSON.stringify(action);
@@ -176,37 +249,31 @@ export class Reconfiguration {
     this.perform(action);
   }
 
-  private observe(): Observed {
-    const status = new Map<NodeId, ReplicaStatus>();
-    for (const id of this.world.ids()) {
-      const s = this.world.status(id);
-      if (s !== undefined) status.set(id, s);
-    }
-    return { exists: new Set(this.world.ids()), status, leader: this.world.leader() };
-  }
-
   private perform(action: Action): void {
     const world = this.world;
-    const call = (id: NodeId, what: string, fn: () => { ok: boolean; error?: string }): void => {
+    const call = (id: NodeId, what: string, fn: (replica: ReplicaApi) => AdminResult): void => {
       const n = world.node(id);
       if (!n?.up) return;
       world.guard(id, () => {
-        const r = fn();
-        world.trace.log(world.now, `operator: ${what}${r.ok ? '' : ` refused: ${r.error ?? ''}`}`);
+        const r = fn(n.replica);
+        world.trace.log(world.now, `operator: ${what}${r.ok ? '' : ` refused: ${r.error}`}`);
       });
     };
     switch (action.kind) {
-      case 'start':
-        world.startNew(action.node, this.target, this.from.epoch);
+      case 'start': {
+        // A new pod starts fenced at the fence epoch the quorum is at (the original's epoch).
+        const fence = world.leader()?.fenceEpoch ?? this.from.epoch;
+        world.startNew(action.node, action.config, fence);
         return;
+      }
       case 'convert':
-        call(action.node, `convert ${action.node} to ${describeConfig(this.target)}`, () => world.node(action.node)!.replica.convert(this.target));
+        call(action.node, `convert ${action.node} to ${describeConfig(action.config)}`, (r) => r.convert(action.config));
         return;
       case 'transfer':
-        call(action.from, `transfer leadership ${action.from} -> ${action.to}`, () => world.node(action.from)!.replica.transferLeadership(action.to));
+        call(action.from, `transfer leadership ${action.from} -> ${action.to}`, (r) => r.transferLeadership(action.to));
         return;
       case 'finalize':
-        call(action.leader, `finalize on ${action.leader}`, () => world.node(action.leader)!.replica.finalize());
+        call(action.leader, `finalize on ${action.leader}`, (r) => r.finalize());
         return;
       case 'stop':
         world.remove(action.node);

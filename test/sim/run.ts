@@ -5,7 +5,7 @@ import { FaultInjector, randomProfile, type FaultProfile } from './faults.js';
 import { History } from './history.js';
 import { checkLinearizable } from './linearizability.js';
 import type { ReplicaFactory } from './node.js';
-import { Reconfiguration, type LeaderTurn } from './reconfig.js';
+import { operatorPlanner, Reconfiguration, simPlanner, type LeaderTurn } from './reconfig.js';
 import { Rng } from './rng.js';
 import { Trace } from './trace.js';
 import { Client, type ClientPort, type WorkloadOptions } from './workload.js';
@@ -106,7 +106,11 @@ export function runSeed(options: RunOptions): RunResult {
   const stepReconfiguration = (mayStart: boolean): void => {
     if (change === undefined && mayStart && nextChange < plan.sizes.length && world.now >= nextChangeAt) {
       const leaderTurn: LeaderTurn = changeRng.chance(0.7) ? 'transfer' : 'election';
-      change = new Reconfiguration(world, config, plan.sizes[nextChange] as number, { leaderTurn, stepTimeoutTicks: 150, settleTicks: plan.rush ? 1 : 10, rush: plan.rush });
+      const toSize = plan.sizes[nextChange] as number;
+      // The normal workload tests the operator's real planner; the split-brain one needs the
+      // unsafe rushed order, which only the simulator's own planner can do.
+      const planner = plan.rush ? simPlanner(config, toSize, leaderTurn, true) : operatorPlanner(toSize, leaderTurn);
+      change = new Reconfiguration(world, config, toSize, planner, { leaderTurn, stepTimeoutTicks: 150, settleTicks: plan.rush ? 1 : 10, rush: plan.rush });
       nextChange++;
       started++;
     }
