@@ -8,6 +8,7 @@
 // Usage:
 //   node scripts/gen-config-reference.mjs           write docs/configuration.md
 //   node scripts/gen-config-reference.mjs --check   exit 1 if docs/configuration.md is stale
+//   (npm run manifests runs it too, with the other generated files)
 //
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { parse } from 'yaml';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const VALUES_SCHEMA = join(REPO, 'charts', 'paxos-operator', 'values.schema.json');
 const CRD = join(REPO, 'operator', 'crd', 'paxosquorums.yaml');
-const OUT = join(REPO, 'docs', 'configuration.md');
+export const OUT = join(REPO, 'docs', 'configuration.md');
 /** Fields nested deeper than this under spec are left to the Kubernetes API reference. */
 const CRD_MAX_DEPTH = 4;
 

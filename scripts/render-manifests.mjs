@@ -7,6 +7,7 @@
 //   charts/paxos-operator           ->  deploy/paxos-operator.yaml
 //                                       (Namespace paxos-system + `helm template` with the
 //                                        chart's default values, release paxos-operator)
+//   values.schema.json + the CRD    ->  docs/configuration.md (scripts/gen-config-reference.mjs)
 //
 // Usage:
 //   npm run manifests                        write the files
@@ -20,6 +21,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
+import { OUT as CONFIG_REFERENCE, render as renderConfigReference } from './gen-config-reference.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CHART_DIR = join(REPO, 'charts', 'paxos-operator');
@@ -88,6 +90,7 @@ export function renderAll({ helm = findHelm() } = {}) {
     '',
   ].join('\n');
   files.set(MANIFEST, manifest);
+  files.set(CONFIG_REFERENCE, renderConfigReference());
   return files;
 }
 
@@ -113,7 +116,7 @@ function main() {
       process.exit(1);
     }
     if (crdMissing) throw new Error(CRD_MISSING);
-    console.log('deploy/ and the chart CRD are up to date.');
+    console.log('deploy/, the chart CRD and docs/configuration.md are up to date.');
     return;
   }
   for (const [path, content] of files) {

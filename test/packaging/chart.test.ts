@@ -127,7 +127,7 @@ describe('generated files are up to date', () => {
 
   test('docs/configuration.md equals a fresh generation', () => {
     const r = runScript('scripts/gen-config-reference.mjs', ['--check']);
-    if (r.status !== 0) throw new Error(`${r.stderr} (run \`node scripts/gen-config-reference.mjs\`)`);
+    if (r.status !== 0) throw new Error(`${r.stderr} (\`npm run manifests\` regenerates it too)`);
   });
 });
 
