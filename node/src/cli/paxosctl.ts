@@ -1,0 +1,293 @@
+/**
+ * paxosctl: the command-line client of a Paxos quorum.
+ *
+ *   paxosctl [--endpoints h:p,h:p] [--json] [--deadline-ms N] COMMAND ...
+ *
+ * Exit codes: 0 success, 1 the operation failed (including "not found" and a CAS mismatch),
+ * 2 usage errors.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Config } from '../core/types.js';
+import { AdminClient, PaxosClient, PaxosClientError, type NodeStatus } from '../client/index.js';
+import { renderTable } from './table.js';
+
+export const USAGE = `usage: paxosctl [--endpoints h:p,...] [--json] [--deadline-ms N] COMMAND
+
+key-value commands (sent to the leader, found from any endpoint):
+  put KEY VALUE                 set KEY; prints the previous value
+  get KEY                       linearizable read (exit 1 when absent)
+  del KEY                       delete KEY; prints the previous value
+  cas KEY EXPECTED VALUE        set KEY if it equals EXPECTED (--expect-absent: if absent)
+  range PREFIX [--limit N]      keys with PREFIX, in order
+
+admin commands:
+  status                        one row per endpoint: role, epoch, commit, applied, lag, caught-up
+  convert ENDPOINT CONFIG_JSON  convert one node, e.g. '{"epoch":2,"members":[0,1,2,3,4],"prior":[0,1,2]}'
+  transfer TARGET_ID            ask the leader to hand leadership to node TARGET_ID
+  finalize                      ask the leader to finalize the reconfiguration
+  snapshot [ENDPOINT]           snapshot now (all endpoints when none given)
+
+options:
+  --endpoints LIST   client endpoints (env PAXOSCTL_ENDPOINTS; default 127.0.0.1:7001)
+  --json             machine-readable output
+  --deadline-ms N    deadline per command (default 5000; finalize gets 3x)
+`;
+
+/** A usage error: exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A failed operation that is not an RPC error (not found, CAS mismatch): exit code 1. */
+export class OperationFailed extends Error {
+  constructor(
+    message: string,
+    readonly result?: unknown,
+  ) {
+    super(message);
+    this.name = 'OperationFailed';
+  }
+}
+
+/** Where the CLI writes; injectable for tests. */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+interface Globals {
+  endpoints: string[];
+  json: boolean;
+  deadlineMs: number;
+  limit: number;
+  expectAbsent: boolean;
+}
+
+function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Globals; command: string | undefined; args: string[]; help: boolean } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        endpoints: { type: 'string' },
+        json: { type: 'boolean' },
+        'deadline-ms': { type: 'string' },
+        limit: { type: 'string' },
+        'expect-absent': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  const endpoints = (v.endpoints ?? env.PAXOSCTL_ENDPOINTS ?? '127.0.0.1:7001').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const e of endpoints) if (!/^[^\s:]+:\d+$/.test(e)) throw new UsageError(`endpoint "${e}" is not host:port`);
+  const int = (name: string, raw: string | undefined, dflt: number): number => {
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer`);
+    return n;
+  };
+  const [command, ...args] = parsed.positionals;
+  return {
+    globals: {
+      endpoints,
+      json: v.json ?? false,
+      deadlineMs: int('deadline-ms', v['deadline-ms'], 5000),
+      limit: int('limit', v.limit, 1000),
+      expectAbsent: v['expect-absent'] ?? false,
+    },
+    command,
+    args,
+    help: v.help ?? false,
+  };
+}
+
+function arity(command: string, args: string[], min: number, max = min): void {
+  if (args.length < min || args.length > max) throw new UsageError(`${command}: expected ${min === max ? min : `${min}-${max}`} argument(s), got ${args.length}`);
+}
+
+function parseConfig(raw: string): Config {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new UsageError('CONFIG_JSON is not valid JSON');
+  }
+  const c = v as { epoch?: unknown; members?: unknown; prior?: unknown };
+  const ids = (x: unknown): x is number[] => Array.isArray(x) && x.every((i) => Number.isInteger(i) && i >= 0);
+  if (!Number.isInteger(c.epoch) || !ids(c.members) || (c.prior !== undefined && !ids(c.prior))) {
+    throw new UsageError('CONFIG_JSON must be {"epoch":N,"members":[ids],"prior"?:[ids]}');
+  }
+  return c.prior === undefined ? { epoch: c.epoch as number, members: c.members } : { epoch: c.epoch as number, members: c.members, prior: c.prior as number[] };
+}
+
+/** Statuses of all endpoints; an unreachable one is reported, not fatal. */
+async function statuses(admin: AdminClient, endpoints: string[]): Promise<Array<{ endpoint: string; status?: NodeStatus; error?: string }>> {
+  return Promise.all(
+    endpoints.map((endpoint) =>
+      admin.status(endpoint).then(
+        (status) => ({ endpoint, status }),
+        (err: unknown) => ({ endpoint, error: (err as Error).message }),
+      ),
+    ),
+  );
+}
+
+async function leaderEndpoint(admin: AdminClient, endpoints: string[]): Promise<string> {
+  const all = await statuses(admin, endpoints);
+  const leader = all.find((s) => s.status?.role === 'leader');
+  if (leader) return leader.endpoint;
+  const hinted = all.find((s) => s.status?.leaderAddr)?.status?.leaderAddr;
+  if (hinted) return hinted;
+  throw new OperationFailed('no leader found at the given endpoints');
+}
+
+function statusTable(rows: Array<{ endpoint: string; status?: NodeStatus; error?: string }>): string {
+  const leader = rows.find((r) => r.status?.role === 'leader')?.status;
+  const header = ['MEMBER', 'ENDPOINT', 'ROLE', 'EPOCH', 'CONFIG', 'COMMIT', 'APPLIED', 'LAG', 'CAUGHT-UP'];
+  const body = rows.map(({ endpoint, status: s, error }) => {
+    if (!s) return ['?', endpoint, 'unreachable', '', '', '', '', '', error ?? ''];
+    const config = `${s.config.members.join(',')}${s.config.prior ? ` (prior ${s.config.prior.join(',')})` : ''}`;
+    const lag = s.role === 'leader' ? '-' : leader?.lag[s.id] !== undefined ? String(leader.lag[s.id]) : '?';
+    return [String(s.id), endpoint, s.role, String(s.config.epoch), config, String(s.commit), String(s.applied), lag, s.caughtUp ? 'yes' : 'no'];
+  });
+  return renderTable(header, body);
+}
+
+/** Runs one CLI invocation and returns the exit code. */
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  let kv: PaxosClient | undefined;
+  let admin: AdminClient | undefined;
+  try {
+    const { globals: g, command, args, help } = parse(argv, env);
+    if (help || command === undefined || command === 'help') {
+      (help || command === 'help' ? io.out : io.err)(USAGE);
+      return help || command === 'help' ? 0 : 2;
+    }
+    const print = (human: string, json: unknown): void => io.out(g.json ? JSON.stringify(json) : human);
+    const kvClient = (): PaxosClient => (kv ??= new PaxosClient({ endpoints: g.endpoints, deadlineMs: g.deadlineMs }));
+    const adminClient = (): AdminClient => (admin ??= new AdminClient({ deadlineMs: Math.min(g.deadlineMs, 5000) }));
+    const show = (v: string | null): string => (v === null ? '(absent)' : v);
+    switch (command) {
+      case 'put': {
+        arity(command, args, 2);
+        const previous = await kvClient().put(args[0] as string, args[1] as string);
+        print(`OK (previous: ${show(previous)})`, { ok: true, previous });
+        return 0;
+      }
+      case 'get': {
+        arity(command, args, 1);
+        const value = await kvClient().get(args[0] as string);
+        if (value === null) throw new OperationFailed(`key "${args[0]}" not found`, { found: false });
+        print(value, { found: true, value });
+        return 0;
+      }
+      case 'del':
+      case 'delete': {
+        arity(command, args, 1);
+        const previous = await kvClient().delete(args[0] as string);
+        print(`OK (previous: ${show(previous)})`, { ok: true, previous });
+        return 0;
+      }
+      case 'cas': {
+        arity(command, args, g.expectAbsent ? 2 : 3);
+        const [key, a, b] = args as [string, string, string?];
+        const expected = g.expectAbsent ? null : a;
+        const value = g.expectAbsent ? a : (b as string);
+        const r = await kvClient().cas(key, expected, value);
+        if (!r.succeeded) throw new OperationFailed(`compare failed: current value is ${show(r.current)}`, r);
+        print('OK', r);
+        return 0;
+      }
+      case 'range': {
+        arity(command, args, 0, 1);
+        const entries = await kvClient().range(args[0] ?? '', g.limit);
+        print(entries.map((e) => `${e.key}\t${e.value}`).join('\n'), entries);
+        return 0;
+      }
+      case 'status': {
+        arity(command, args, 0);
+        const rows = await statuses(adminClient(), g.endpoints);
+        print(statusTable(rows), rows);
+        return rows.some((r) => r.status) ? 0 : 1;
+      }
+      case 'convert': {
+        arity(command, args, 2);
+        const config = parseConfig(args[1] as string);
+        await adminClient().convert(args[0] as string, config);
+        print(`converted ${args[0]} to epoch ${config.epoch}`, { ok: true });
+        return 0;
+      }
+      case 'transfer': {
+        arity(command, args, 1);
+        const target = Number(args[0]);
+        if (!Number.isInteger(target) || target < 0) throw new UsageError('TARGET_ID must be a node id');
+        const leader = await leaderEndpoint(adminClient(), g.endpoints);
+        await adminClient().transferLeadership(leader, target);
+        print(`transfer to node ${target} started at ${leader}`, { ok: true, leader });
+        return 0;
+      }
+      case 'finalize': {
+        arity(command, args, 0);
+        const leader = await leaderEndpoint(adminClient(), g.endpoints);
+        await adminClient().finalize(leader, g.deadlineMs * 3);
+        print(`finalized at ${leader}`, { ok: true, leader });
+        return 0;
+      }
+      case 'snapshot': {
+        arity(command, args, 0, 1);
+        const targets = args[0] ? [args[0]] : g.endpoints;
+        const results = await Promise.all(targets.map(async (endpoint) => ({ endpoint, index: await adminClient().snapshot(endpoint) })));
+        print(results.map((r) => `${r.endpoint}\tsnapshot at ${r.index}`).join('\n'), results);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`paxosctl: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof OperationFailed) {
+      io.err(`paxosctl: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof PaxosClientError) {
+      io.err(`paxosctl: ${err.codeName}: ${err.message}`);
+      return 1;
+    }
+    io.err(`paxosctl: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    kv?.close();
+    admin?.close();
+  }
+}
+
+/** True when this module is the process entry (run via bin/paxosctl.js or `npm run paxosctl`). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) {
+  run(process.argv.slice(2), process.env, {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  }).then((code) => process.exit(code));
+}

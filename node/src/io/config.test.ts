@@ -1,0 +1,48 @@
+import { ConfigError, clientAddress, parseNodeConfig, peerAddress, type NodeConfig } from './config.js';
+
+const ok = (argv: string[], env: NodeJS.ProcessEnv = {}): NodeConfig => {
+  const c = parseNodeConfig(argv, env);
+  if (c === 'help') throw new Error('help');
+  return c;
+};
+const issues = (argv: string[], env: NodeJS.ProcessEnv = {}): string[] => {
+  try {
+    parseNodeConfig(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('node config', () => {
+  it('parses flags, with defaults', () => {
+    const c = ok(['--id', '1', '--data-dir', '/d', '--peers', '0=a:7001,1=b:7001,2=c:7001', '--bootstrap-config', '{"epoch":1,"members":[0,1,2]}']);
+    expect(c).toMatchObject({ id: 1, dataDir: '/d', peerPort: 7001, tickMs: 50, joining: false, bootstrapConfig: { epoch: 1, members: [0, 1, 2] } });
+    expect(peerAddress(c, 2)).toBe('c:7001');
+    expect(peerAddress(c, 7)).toBeUndefined();
+  });
+
+  it('takes the id from the StatefulSet hostname and addresses from a template', () => {
+    const c = ok(['--data-dir', '/d', '--peer-template', 'paxos-{i}.paxos-headless:7001', '--client-port', '7002'], { HOSTNAME: 'paxos-4' });
+    expect(c.id).toBe(4);
+    expect(peerAddress(c, 9)).toBe('paxos-9.paxos-headless:7001');
+    expect(clientAddress(c, 9)).toBe('paxos-9.paxos-headless:7002');
+  });
+
+  it('reports every problem readably', () => {
+    const found = issues(['--id=-1', '--peers', '0=a', '--heartbeat-ms', '2000', '--bootstrap-config', '{"epoch":0,"members":[1,1]}']);
+    const text = found.join('\n');
+    expect(text).toContain('--id');
+    expect(text).toContain('--data-dir');
+    expect(text).toContain('host:port');
+    expect(text).toContain('--bootstrap-config');
+    expect(issues(['--election-timeout-ms', 'soon'])).toEqual(['--election-timeout-ms: "soon" is not a number']);
+    expect(issues(['--what'])[0]).toMatch(/Unknown option/);
+  });
+
+  it('requires heartbeats shorter than the election timeout', () => {
+    const text = issues(['--id', '0', '--data-dir', '/d', '--peers', '0=a:1', '--heartbeat-ms', '900', '--election-timeout-ms', '800']).join('\n');
+    expect(text).toContain('heartbeat-ms must be below election-timeout-ms');
+  });
+});
