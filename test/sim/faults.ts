@@ -10,6 +10,9 @@ export interface FaultProfile {
   readonly crashRate: number;
   /** A crashed node restarts after a downtime in this range of ticks. */
   readonly downtimeTicks: readonly [number, number];
+  /** Probability per tick that a running node pauses (it resumes on its own). */
+  readonly pauseRate: number;
+  readonly pauseTicks: readonly [number, number];
   /** Probability per tick, while the network is whole, that a partition starts. */
   readonly partitionRate: number;
   readonly partitionTicks: readonly [number, number];
@@ -34,6 +37,8 @@ export function randomProfile(rng: Rng): FaultProfile {
     },
     crashRate: rng.pick([0, 0.002, 0.004]),
     downtimeTicks: [5, rng.pick([40, 150])],
+    pauseRate: rng.pick([0, 0.002, 0.005]),
+    pauseTicks: [5, rng.pick([30, 100])],
     partitionRate: rng.pick([0, 0.004, 0.01]),
     partitionTicks: [10, rng.pick([60, 200])],
     partitionKinds: ['split', 'isolate', 'oneWay', 'bridge'],
@@ -81,6 +86,10 @@ export class FaultInjector {
         world.crash(id);
         this.restarts.set(id, now + this.rng.range(...this.profile.downtimeTicks));
       }
+    }
+    if (this.rng.chance(this.profile.pauseRate)) {
+      const up = world.ids().filter((id) => world.node(id)?.up);
+      if (up.length > 0) world.pause(this.rng.pick(up), now + this.rng.range(...this.profile.pauseTicks));
     }
     if (this.healAt === undefined && this.rng.chance(this.profile.partitionRate)) this.partition(world);
   }

@@ -9,7 +9,7 @@ import { operatorPlanner, Reconfiguration, simPlanner, type LeaderTurn } from '.
 import { Rng } from './rng.js';
 import { Trace } from './trace.js';
 import { Client, type ClientPort, type WorkloadOptions } from './workload.js';
-import { describeConfig, World } from './world.js';
+import { DEFAULT_WORLD_OPTIONS, describeConfig, World } from './world.js';
 
 /** Options of one simulated run. */
 export interface RunOptions {
@@ -26,6 +26,8 @@ export interface RunOptions {
   readonly factory?: ReplicaFactory;
   /** Overrides the fault phase's length. */
   readonly faultTicks?: number;
+  /** Overrides how often nodes compact their log (default: every 40 applied slots). */
+  readonly compactEverySlots?: number;
 }
 
 /** What one run found. */
@@ -68,7 +70,10 @@ export function runSeed(options: RunOptions): RunResult {
   const rng = new Rng(options.seed);
   const plan = options.splitBrain === true ? splitBrainPlan(rng.fork(1)) : normalPlan(rng.fork(1));
   const trace = new Trace(60, options.verbose);
-  const world = new World(rng.fork(2), plan.initialSize, options.factory ?? realReplica, trace, undefined, options.unsafePlainMajorities === true);
+  const worldOptions = options.compactEverySlots === undefined
+    ? DEFAULT_WORLD_OPTIONS
+    : { ...DEFAULT_WORLD_OPTIONS, node: { ...DEFAULT_WORLD_OPTIONS.node, compactEverySlots: options.compactEverySlots } };
+  const world = new World(rng.fork(2), plan.initialSize, options.factory ?? realReplica, trace, worldOptions, options.unsafePlainMajorities === true);
   world.rolesVerbose = options.verbose !== undefined;
   const setup = `seed ${options.seed}: ${plan.initialSize} nodes, changes ${plan.sizes.join(' -> ')}${options.splitBrain === true ? ' (split-brain workload)' : ''}${options.unsafePlainMajorities === true ? ' UNSAFE plain majorities' : ''}; faults ${JSON.stringify(plan.profile)}`;
   trace.log(0, setup);
@@ -235,6 +240,8 @@ function splitBrainPlan(rng: Rng): Plan {
       network: { dropRate: 0.01, duplicateRate: 0, minDelayTicks: 1, maxDelayTicks: 3 },
       crashRate: 0,
       downtimeTicks: [5, 20],
+      pauseRate: 0,
+      pauseTicks: [5, 20],
       partitionRate: 0.02,
       partitionTicks: [30, 120],
       partitionKinds: ['oldNew', 'oldNew', 'isolate'],

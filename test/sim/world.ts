@@ -28,6 +28,9 @@ export const DEFAULT_WORLD_OPTIONS: WorldOptions = {
   maxInFlightMessages: 5_000,
 };
 
+/** Messages a paused node's socket buffer holds; the rest are lost. */
+const PAUSE_BUFFER_MESSAGES = 1_000;
+
 /** Compares two configs by value. */
 export function sameConfig(a: Config, b: Config): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -52,6 +55,8 @@ export class World {
   readonly agreement: AgreementChecker;
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly roles = new Map<NodeId, string>();
+  /** Paused processes (a long GC pause, a stopped VM): the tick until which, and what arrived meanwhile. */
+  private readonly paused = new Map<NodeId, { until: number; held: Message[] }>();
   readonly genesis: Config;
 
   constructor(
@@ -115,6 +120,7 @@ export class World {
     if (!n?.up) return;
     const lost = n.crash();
     this.roles.delete(id);
+    this.paused.delete(id);
     this.trace.log(this.now, `crash node ${id} (lost ${lost} unsynced writes)`);
   }
 
@@ -124,6 +130,17 @@ export class World {
     if (n === undefined || n.up) return;
     this.guard(id, () => n.start());
     this.trace.log(this.now, `restart node ${id}`);
+  }
+
+  /**
+   * Freezes a running node until tick `until`: it neither ticks nor handles messages, which wait
+   * in its socket buffer (bounded) and all arrive at once when it resumes. A paused leader wakes
+   * up believing it still leads: the classic trap for leases and read shortcuts.
+   */
+  pause(id: NodeId, until: number): void {
+    if (!this.nodes.get(id)?.up || this.paused.has(id)) return;
+    this.paused.set(id, { until, held: [] });
+    this.trace.log(this.now, `pause node ${id} until ${until}`);
   }
 
   /** Runs `fn` against a node, turning an exception from the core into a violation. */
@@ -161,8 +178,22 @@ export class World {
     const send = (m: Message): void => this.network.send(m, this.now);
     for (const id of this.ids()) {
       const n = this.nodes.get(id) as SimNode;
-      if (!n.up) continue;
-      this.guard(id, () => n.run(inbox.get(id) ?? [], tick, send));
+      const pause = this.paused.get(id);
+      if (!n.up) {
+        this.paused.delete(id);
+        continue;
+      }
+      let delivered = inbox.get(id) ?? [];
+      if (pause !== undefined) {
+        if (this.now < pause.until) {
+          for (const m of delivered) if (pause.held.length < PAUSE_BUFFER_MESSAGES) pause.held.push(m);
+          continue;
+        }
+        this.paused.delete(id);
+        delivered = [...pause.held, ...delivered];
+        this.trace.log(this.now, `node ${id} resumes with ${pause.held.length} buffered messages`);
+      }
+      this.guard(id, () => n.run(delivered, tick, send));
     }
     this.noteRoles();
   }
