@@ -295,5 +295,10 @@ describe('rendered with non-default values', () => {
     const nodeMetrics = readFileSync(join(REPO_ROOT, 'node', 'src', 'io', 'metrics.ts'), 'utf8');
     const used = new Set([...exprs.matchAll(/\b(paxos_(?!operator_)[a-z_]+?)(?:_bucket|_sum|_count)?\b/g)].map((m) => m[1]!));
     for (const metric of used) expect(nodeMetrics).toContain(`'${metric}'`);
+    // And every operator metric is one the operator exports (operator/src/metrics.ts).
+    const operatorMetrics = readFileSync(join(REPO_ROOT, 'operator', 'src', 'metrics.ts'), 'utf8');
+    const usedByOperator = new Set([...exprs.matchAll(/\b(paxos_operator_[a-z_]+?)(?:_bucket|_sum|_count)?\b/g)].map((m) => m[1]!));
+    expect(usedByOperator.size).toBeGreaterThan(3);
+    for (const metric of usedByOperator) expect(operatorMetrics).toContain(`'${metric}'`);
   });
 });
