@@ -92,6 +92,7 @@ export function runSeed(options: RunOptions): RunResult {
     node: (id) => world.node(id),
     nextReadId: () => ++readIds,
     anomaly: (message) => anomaly('session', message),
+    ...(options.verbose === undefined ? {} : { log: (text: string) => trace.log(world.now, text) }),
   };
   // Shared by the clients, so that the liveness phase can stop losing their answers.
   const workload: WorkloadOptions = { ...WORKLOAD, replyLossRate: plan.profile.replyLossRate };

@@ -27,6 +27,8 @@ export interface ClientPort {
   nextReadId(): number;
   /** Records an anomaly that is not a linearizability question (e.g. a stale-session answer). */
   anomaly(message: string): void;
+  /** Verbose runs: where client events go (invocations, answers, retries). */
+  readonly log?: (text: string) => void;
 }
 
 interface InFlight {
@@ -89,6 +91,7 @@ export class Client {
     const viaLog = call.type !== 'get' || this.rng.chance(this.options.logReadRate);
     const seq = viaLog ? ++this.seq : undefined;
     const historyId = this.history.invoke(this.id, call, this.port.now);
+    this.port.log?.(`client ${this.id} invokes #${historyId} ${JSON.stringify(call)}${seq === undefined ? '' : ` seq ${seq}`}`);
     this.op = { historyId, call, seq, target: this.guess, deadline: 0, retryAt: undefined, attempts: 0 };
     this.send();
   }
@@ -99,6 +102,7 @@ export class Client {
     op.attempts++;
     op.deadline = this.port.now + this.options.attemptTimeoutTicks;
     const node = this.port.node(op.target);
+    if (op.attempts > 1) this.port.log?.(`client ${this.id} retries #${op.historyId} on node ${op.target} (attempt ${op.attempts})`);
     if (node === undefined || !node.up) {
       // Connection refused: try the next pod on the next tick.
       op.target = this.nextNode(op.target);
@@ -149,6 +153,7 @@ export class Client {
     }
     const output: KvOutput = result.ok ? { ok: true, value: result.value ?? null } : { ok: false, code: 'casMismatch', current: result.current ?? null };
     this.history.complete(op.historyId, output, this.port.now);
+    this.port.log?.(`client ${this.id} gets #${op.historyId} -> ${JSON.stringify(output)}`);
     this.guess = op.target;
     this.op = undefined;
     this.completed++;
