@@ -11,6 +11,7 @@
 //   (npm run manifests runs it too, with the other generated files)
 //
 
+/* global console */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import process from 'node:process';

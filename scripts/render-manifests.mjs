@@ -16,6 +16,7 @@
 // helm comes from `node scripts/tools.mjs which helm` (build it with `npm run tools:build`) or
 // from $HELM.
 
+/* global console */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
