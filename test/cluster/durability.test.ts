@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PaxosClient } from '../../node/src/client/index.js';
 import type { Config } from '../../node/src/core/types.js';
-import { ProcessCluster, until } from './harness.js';
+import { ProcessCluster } from './harness.js';
 
 import { jest } from '@jest/globals';
 
