@@ -5,7 +5,8 @@
  */
 import type { V1StatefulSet } from '@kubernetes/client-node';
 import type { KubeClients } from '../k8s/client.js';
-import { FIELD_MANAGER, MERGE_PATCH } from '../k8s/client.js';
+import { FIELD_MANAGER } from '../k8s/client.js';
+import { Resources, resourcePath } from '../k8s/rest.js';
 import { getOrUndefined, isConflict, kubeCall } from '../k8s/errors.js';
 import type { PaxosQuorum } from '../k8s/paxosquorum.js';
 import type { Action } from '../plan/steps.js';
@@ -43,11 +44,11 @@ async function setReplicas(context: StepContext, replicas: number): Promise<void
   const { namespace } = context.quorum.metadata;
   const name = names(context.quorum.metadata.name).statefulSet;
   if (context.statefulSet.spec?.replicas === replicas) return;
-  await kubeCall(`scale StatefulSet ${namespace}/${name} to ${replicas}`, () => context.clients.apps.patchNamespacedStatefulSet({
-    namespace, name, fieldManager: FIELD_MANAGER,
+  await kubeCall(`scale StatefulSet ${namespace}/${name} to ${replicas}`, () => context.clients.rest.mergePatch(
+    resourcePath(Resources.statefulSets, namespace, name),
     // Guarded by resourceVersion: a replicas value decided from a stale read is refused (409).
-    body: { metadata: { resourceVersion: context.statefulSet.metadata?.resourceVersion }, spec: { replicas } },
-  }, MERGE_PATCH));
+    { metadata: { resourceVersion: context.statefulSet.metadata?.resourceVersion }, spec: { replicas } },
+    { fieldManager: FIELD_MANAGER }));
 }
 
 /** Executes `step`. Throws a typed error (KubeApiError, NodeAdminError, StepPreconditionError) on failure. */
@@ -58,9 +59,9 @@ export async function executeStep(context: StepContext, step: ExecutableStep): P
     case 'StartPod': {
       // The new pod reads its first configuration from the ConfigMap, so it must be written first.
       const name = names(quorum.metadata.name).configMap;
-      await kubeCall(`write ConfigMap ${namespace}/${name}`, () => clients.core.patchNamespacedConfigMap({
-        namespace, name, fieldManager: FIELD_MANAGER, body: { data: bootstrapData({ config: step.config, joining: true }) },
-      }, MERGE_PATCH));
+      await kubeCall(`write ConfigMap ${namespace}/${name}`, () => clients.rest.mergePatch(
+        resourcePath(Resources.configMaps, namespace, name),
+        { data: bootstrapData({ config: step.config, joining: true }) }, { fieldManager: FIELD_MANAGER }));
       await setReplicas(context, step.ordinal + 1);
       return;
     }
@@ -81,9 +82,8 @@ export async function executeStep(context: StepContext, step: ExecutableStep): P
       const uid = context.views.find((view) => view.ordinal === step.ordinal)?.pod.metadata?.uid;
       // The UID precondition makes a repeated delete a no-op instead of killing the replacement pod.
       try {
-        await getOrUndefined(`delete Pod ${namespace}/${pod}`, () => clients.core.deleteNamespacedPod({
-          namespace, name: pod, body: { preconditions: { uid } },
-        }));
+        await getOrUndefined(`delete Pod ${namespace}/${pod}`, () => clients.rest.delete(
+          resourcePath(Resources.pods, namespace, pod), { preconditions: { uid } }));
       } catch (error) {
         if (!isConflict(error)) throw error; // already replaced: the UID no longer matches
       }

@@ -9,7 +9,8 @@
  */
 import type { KubernetesObject, V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import type { KubeClients } from '../k8s/client.js';
-import { FIELD_MANAGER, MERGE_PATCH } from '../k8s/client.js';
+import { FIELD_MANAGER } from '../k8s/client.js';
+import { Resources, resourcePath, type Resource } from '../k8s/rest.js';
 import { getOrUndefined, isAlreadyExists, kubeCall } from '../k8s/errors.js';
 import type { PaxosQuorum } from '../k8s/paxosquorum.js';
 import { SPEC_HASH_ANNOTATION, names } from './resources.js';
@@ -32,12 +33,14 @@ export class OwnershipConflictError extends Error {
 export async function readOwned(clients: KubeClients, quorum: PaxosQuorum): Promise<OwnedObjects> {
   const { namespace, name } = quorum.metadata;
   const n = names(name);
+  const read = <T>(resource: Resource, kind: string, item: string): Promise<T | undefined> =>
+    getOrUndefined(`get ${kind} ${namespace}/${item}`, () => clients.rest.get<T>(resourcePath(resource, namespace, item)));
   const [statefulSet, peerService, clientService, configMap, pdb] = await Promise.all([
-    getOrUndefined(`get StatefulSet ${namespace}/${n.statefulSet}`, () => clients.apps.readNamespacedStatefulSet({ namespace, name: n.statefulSet })),
-    getOrUndefined(`get Service ${namespace}/${n.peerService}`, () => clients.core.readNamespacedService({ namespace, name: n.peerService })),
-    getOrUndefined(`get Service ${namespace}/${n.clientService}`, () => clients.core.readNamespacedService({ namespace, name: n.clientService })),
-    getOrUndefined(`get ConfigMap ${namespace}/${n.configMap}`, () => clients.core.readNamespacedConfigMap({ namespace, name: n.configMap })),
-    getOrUndefined(`get PodDisruptionBudget ${namespace}/${n.pdb}`, () => clients.policy.readNamespacedPodDisruptionBudget({ namespace, name: n.pdb })),
+    read<V1StatefulSet>(Resources.statefulSets, 'StatefulSet', n.statefulSet),
+    read<V1Service>(Resources.services, 'Service', n.peerService),
+    read<V1Service>(Resources.services, 'Service', n.clientService),
+    read<V1ConfigMap>(Resources.configMaps, 'ConfigMap', n.configMap),
+    read<V1PodDisruptionBudget>(Resources.pdbs, 'PodDisruptionBudget', n.pdb),
   ]);
   return { statefulSet, peerService, clientService, configMap, pdb };
 }
@@ -60,51 +63,16 @@ export function drifted(actual: KubernetesObject, desired: KubernetesObject): bo
   return hashOf(actual) !== hashOf(desired);
 }
 
-type Ns = { namespace: string };
-
-/** Create/patch calls for one kind. */
-interface KindOps<T extends KubernetesObject> {
+/** One kind of owned object. */
+export interface KindOps {
   readonly kind: string;
-  create(ns: Ns, body: T): Promise<T>;
-  patch(ns: Ns & { name: string }, body: object): Promise<T>;
-  read(ns: Ns & { name: string }): Promise<T>;
+  readonly resource: Resource;
 }
 
-export function statefulSetOps(clients: KubeClients): KindOps<V1StatefulSet> {
-  return {
-    kind: 'StatefulSet',
-    create: ({ namespace }, body) => clients.apps.createNamespacedStatefulSet({ namespace, body, fieldManager: FIELD_MANAGER }),
-    patch: ({ namespace, name }, body) => clients.apps.patchNamespacedStatefulSet({ namespace, name, body, fieldManager: FIELD_MANAGER }, MERGE_PATCH),
-    read: ({ namespace, name }) => clients.apps.readNamespacedStatefulSet({ namespace, name }),
-  };
-}
-
-export function serviceOps(clients: KubeClients): KindOps<V1Service> {
-  return {
-    kind: 'Service',
-    create: ({ namespace }, body) => clients.core.createNamespacedService({ namespace, body, fieldManager: FIELD_MANAGER }),
-    patch: ({ namespace, name }, body) => clients.core.patchNamespacedService({ namespace, name, body, fieldManager: FIELD_MANAGER }, MERGE_PATCH),
-    read: ({ namespace, name }) => clients.core.readNamespacedService({ namespace, name }),
-  };
-}
-
-export function configMapOps(clients: KubeClients): KindOps<V1ConfigMap> {
-  return {
-    kind: 'ConfigMap',
-    create: ({ namespace }, body) => clients.core.createNamespacedConfigMap({ namespace, body, fieldManager: FIELD_MANAGER }),
-    patch: ({ namespace, name }, body) => clients.core.patchNamespacedConfigMap({ namespace, name, body, fieldManager: FIELD_MANAGER }, MERGE_PATCH),
-    read: ({ namespace, name }) => clients.core.readNamespacedConfigMap({ namespace, name }),
-  };
-}
-
-export function pdbOps(clients: KubeClients): KindOps<V1PodDisruptionBudget> {
-  return {
-    kind: 'PodDisruptionBudget',
-    create: ({ namespace }, body) => clients.policy.createNamespacedPodDisruptionBudget({ namespace, body, fieldManager: FIELD_MANAGER }),
-    patch: ({ namespace, name }, body) => clients.policy.patchNamespacedPodDisruptionBudget({ namespace, name, body, fieldManager: FIELD_MANAGER }, MERGE_PATCH),
-    read: ({ namespace, name }) => clients.policy.readNamespacedPodDisruptionBudget({ namespace, name }),
-  };
-}
+export const STATEFULSET: KindOps = { kind: 'StatefulSet', resource: Resources.statefulSets };
+export const SERVICE: KindOps = { kind: 'Service', resource: Resources.services };
+export const CONFIGMAP: KindOps = { kind: 'ConfigMap', resource: Resources.configMaps };
+export const PDB: KindOps = { kind: 'PodDisruptionBudget', resource: Resources.pdbs };
 
 /** What {@link ensure} did. */
 export type EnsureResult<T> = { readonly object: T; readonly change: 'created' | 'patched' | 'none' };
@@ -114,21 +82,25 @@ export type EnsureResult<T> = { readonly object: T; readonly change: 'created' |
  * differs. An AlreadyExists on create (a stale read) is answered by reading the object.
  */
 export async function ensure<T extends KubernetesObject>(
-  ops: KindOps<T>, quorum: PaxosQuorum, actual: T | undefined, desired: T, patchBody: (desired: T) => object,
+  clients: KubeClients, ops: KindOps, quorum: PaxosQuorum, actual: T | undefined, desired: T, patchBody: (desired: T) => object,
 ): Promise<EnsureResult<T>> {
   const namespace = quorum.metadata.namespace;
   const name = desired.metadata?.name ?? '';
   const what = `${ops.kind} ${namespace}/${name}`;
   if (actual === undefined) {
     try {
-      return { object: await kubeCall(`create ${what}`, () => ops.create({ namespace }, desired)), change: 'created' };
+      const created = await kubeCall(`create ${what}`, () =>
+        clients.rest.create<T>(resourcePath(ops.resource, namespace), desired, { fieldManager: FIELD_MANAGER }));
+      return { object: created, change: 'created' };
     } catch (error) {
       if (!isAlreadyExists(error)) throw error;
-      actual = await kubeCall(`get ${what}`, () => ops.read({ namespace, name }));
+      actual = await kubeCall(`get ${what}`, () => clients.rest.get<T>(resourcePath(ops.resource, namespace, name)));
     }
   }
   checkOwner(quorum, ops.kind, actual);
   if (!drifted(actual, desired)) return { object: actual, change: 'none' };
   const body = { ...patchBody(desired), metadata: { labels: desired.metadata?.labels, annotations: desired.metadata?.annotations } };
-  return { object: await kubeCall(`patch ${what}`, () => ops.patch({ namespace, name }, body)), change: 'patched' };
+  const patched = await kubeCall(`patch ${what}`, () =>
+    clients.rest.mergePatch<T>(resourcePath(ops.resource, namespace, name), body, { fieldManager: FIELD_MANAGER }));
+  return { object: patched, change: 'patched' };
 }

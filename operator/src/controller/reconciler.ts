@@ -15,6 +15,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from '../k8s/client.js';
 import { getOrUndefined, kubeCall } from '../k8s/errors.js';
+import { Resources, resourcePath } from '../k8s/rest.js';
 import type { EventRecorder } from '../k8s/events.js';
 import {
   InvalidSpecError, PaxosQuorumApi, parseSpec, withFinalizer, withoutFinalizer,
@@ -30,7 +31,7 @@ import { executeStep, type ExecutableStep } from './execute.js';
 import type { NodeAdmin } from './node-admin.js';
 import { findLeader, podIpAddress, toObservation, viewNodes, type AddressOf, type NodeView } from './observe.js';
 import {
-  configMapOps, ensure, OwnershipConflictError, pdbOps, readOwned, serviceOps, statefulSetOps, type OwnedObjects,
+  CONFIGMAP, ensure, OwnershipConflictError, PDB, readOwned, SERVICE, STATEFULSET, type OwnedObjects,
 } from './owned.js';
 import type { Outcome } from './queue.js';
 import { ConditionType, Reason } from './reasons.js';
@@ -223,7 +224,7 @@ export class Reconciler {
   private async listPods(quorum: PaxosQuorum): Promise<V1Pod[]> {
     const { namespace, name } = quorum.metadata;
     const list = await kubeCall(`list Pods of ${namespace}/${name}`, () =>
-      this.options.clients.core.listNamespacedPod({ namespace, labelSelector: selectorString(name) }));
+      this.options.clients.rest.get<{ items: V1Pod[] }>(resourcePath(Resources.pods, namespace), { labelSelector: selectorString(name) }));
     return list.items;
   }
 
@@ -249,17 +250,17 @@ export class Reconciler {
       ? { config: { epoch: 1, members: ordinals(spec.replicas) }, joining: !newQuorum }
       : { config: membership, joining: true };
     if (owned.configMap === undefined || (newQuorum && parseBootstrap(owned.configMap.data) === undefined)) {
-      owned.configMap = note('ConfigMap', await ensure(configMapOps(clients), quorum, owned.configMap, configMap(quorum, bootstrap), (d) => ({ data: d.data })));
+      owned.configMap = note('ConfigMap', await ensure(clients, CONFIGMAP, quorum, owned.configMap, configMap(quorum, bootstrap), (d) => ({ data: d.data })));
       log.info({ bootstrap: describeBootstrap(bootstrap) }, 'bootstrap ConfigMap written');
     }
-    owned.peerService = note('Service', await ensure(serviceOps(clients), quorum, owned.peerService, peerService(quorum, spec), (d) => ({ spec: d.spec })));
-    owned.clientService = note('Service', await ensure(serviceOps(clients), quorum, owned.clientService, clientService(quorum, spec), (d) => ({ spec: d.spec })));
+    owned.peerService = note('Service', await ensure(clients, SERVICE, quorum, owned.peerService, peerService(quorum, spec), (d) => ({ spec: d.spec })));
+    owned.clientService = note('Service', await ensure(clients, SERVICE, quorum, owned.clientService, clientService(quorum, spec), (d) => ({ spec: d.spec })));
     const image = desiredImage(spec, this.options.defaultImage);
     const replicas = owned.statefulSet?.spec?.replicas ?? bootstrap.config.members.length;
-    owned.statefulSet = note('StatefulSet', await ensure(statefulSetOps(clients), quorum, owned.statefulSet,
+    owned.statefulSet = note('StatefulSet', await ensure(clients, STATEFULSET, quorum, owned.statefulSet,
       statefulSet(quorum, spec, image, replicas), (d) => ({ spec: { template: d.spec?.template } })));
     const reconfiguring = quorum.status?.operation != null;
-    owned.pdb = note('PodDisruptionBudget', await ensure(pdbOps(clients), quorum, owned.pdb,
+    owned.pdb = note('PodDisruptionBudget', await ensure(clients, PDB, quorum, owned.pdb,
       podDisruptionBudget(quorum, replicas, reconfiguring), (d) => ({ spec: { minAvailable: d.spec?.minAvailable } })));
     if (created.length > 0) await this.options.events.record(quorum, 'Normal', Reason.Created, 'Create', `Created ${created.join(', ')}`);
     if (patched.length > 0) await this.options.events.record(quorum, 'Normal', Reason.Updated, 'Update', `Updated ${patched.join(', ')} to match the spec`);
@@ -298,7 +299,7 @@ export class Reconciler {
     const { namespace, name } = quorum.metadata;
     const sts = names(name).statefulSet;
     await getOrUndefined(`delete StatefulSet ${namespace}/${sts}`, () =>
-      this.options.clients.apps.deleteNamespacedStatefulSet({ namespace, name: sts, propagationPolicy: 'Background' }));
+      this.options.clients.rest.delete(resourcePath(Resources.statefulSets, namespace, sts), { propagationPolicy: 'Background' }));
     await this.api.setFinalizers(quorum, remaining);
     this.failures.delete(`${namespace}/${name}`);
     this.options.metrics?.quorumSize(namespace, name, undefined);

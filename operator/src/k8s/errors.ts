@@ -1,9 +1,7 @@
 /**
  * Typed errors for calls to the Kubernetes API, and predicates on the status codes a controller
- * cares about. The generated client throws `ApiException` with an HTTP `code`; we wrap it so
- * that callers never match on message text.
+ * cares about, so that callers never match on message text.
  */
-import { ApiException } from '@kubernetes/client-node';
 
 /** A call to the Kubernetes API failed. `status` is the HTTP status, 0 for transport errors. */
 export class KubeApiError extends Error {
@@ -21,28 +19,11 @@ export class KubeApiError extends Error {
   }
 }
 
-interface StatusBody {
-  readonly message?: string;
-  readonly reason?: string;
-}
-
-function parseBody(body: unknown): StatusBody {
-  if (typeof body === 'string') {
-    try {
-      return JSON.parse(body) as StatusBody;
-    } catch {
-      return { message: body };
-    }
-  }
-  return (body ?? {}) as StatusBody;
-}
-
 /** Converts whatever the client threw into a {@link KubeApiError}. */
 export function toKubeError(operation: string, error: unknown): KubeApiError {
-  if (error instanceof KubeApiError) return error;
-  if (error instanceof ApiException) {
-    const body = parseBody(error.body);
-    return new KubeApiError(operation, error.code, body.reason, body.message ?? `HTTP ${error.code}`, { cause: error });
+  if (error instanceof KubeApiError) {
+    return error.operation === operation ? error
+      : new KubeApiError(operation, error.status, error.reason, error.message, { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);
   return new KubeApiError(operation, 0, undefined, message, { cause: error });

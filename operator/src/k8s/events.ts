@@ -4,9 +4,9 @@
  * never fails a reconcile.
  */
 import { randomBytes } from 'node:crypto';
-import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from './client.js';
+import { Resources, resourcePath } from './rest.js';
 import { API_VERSION, KIND, type PaxosQuorum } from './paxosquorum.js';
 
 export type EventType = 'Normal' | 'Warning';
@@ -19,6 +19,11 @@ export interface EventRecorder {
    * @param note a sentence for people.
    */
   record(quorum: PaxosQuorum, type: EventType, reason: string, action: string, note: string): Promise<void>;
+}
+
+/** `metav1.MicroTime`: RFC 3339 with microseconds. */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/Z$/, '000Z');
 }
 
 /** Max length of an Event note accepted by the API server. */
@@ -37,13 +42,12 @@ export class KubeEventRecorder implements EventRecorder {
 
   async record(quorum: PaxosQuorum, type: EventType, reason: string, action: string, note: string): Promise<void> {
     const { namespace, name, uid, resourceVersion } = quorum.metadata;
-    const now = new V1MicroTime();
     try {
-      await this.clients.events.createNamespacedEvent({
-        namespace,
-        body: {
+      await this.clients.rest.create(resourcePath(Resources.events, namespace), {
+          apiVersion: 'events.k8s.io/v1',
+          kind: 'Event',
           metadata: { name: `${name}.${Date.now().toString(16)}${randomBytes(3).toString('hex')}`, namespace },
-          eventTime: now,
+          eventTime: microTime(new Date()),
           reportingController: this.controller,
           reportingInstance: this.instance.slice(0, 128),
           action,
@@ -51,7 +55,6 @@ export class KubeEventRecorder implements EventRecorder {
           type,
           note: note.slice(0, NOTE_LENGTH_MAX),
           regarding: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid, resourceVersion },
-        },
       });
     } catch (error) {
       this.log.warn({ err: error, reason, quorum: `${namespace}/${name}` }, 'could not record event');

@@ -1,12 +1,16 @@
 /**
- * Informers that keep running. The client's informer relists by itself after HTTP 410 (Gone)
- * but stops on any other error; {@link ResilientInformer} restarts it with capped exponential
- * backoff and reports whether it has completed a list since (start) so `/readyz` can use it.
+ * Informers: list, then watch from the list's resourceVersion, keeping a cache and calling
+ * handlers on every change. A watch that ends normally is re-opened from the last
+ * resourceVersion; HTTP 410 (Gone) relists; any other error restarts the informer with capped
+ * exponential backoff. `hasSynced` says whether a list has succeeded since the last (re)start,
+ * for `/readyz`.
  */
-import { makeInformer, type Informer, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from './client.js';
-import { GROUP, PLURAL, VERSION, type PaxosQuorum } from './paxosquorum.js';
+import { KubeApiError } from './errors.js';
+import { PAXOSQUORUMS, type PaxosQuorum } from './paxosquorum.js';
+import { Resources, resourcePath, type Resource, type WatchEvent, type WatchHandle } from './rest.js';
 
 /** Label values every owned object carries. */
 export const LABEL_NAME = 'app.kubernetes.io/name';
@@ -19,91 +23,170 @@ export const MANAGED_SELECTOR = `${LABEL_NAME}=${APP_NAME},${LABEL_MANAGED_BY}=$
 
 const RESTART_DELAY_MS_MIN = 500;
 const RESTART_DELAY_MS_MAX = 30_000;
+/** The server closes each watch after this long; we re-open it from the last resourceVersion. */
+const WATCH_TIMEOUT_SECONDS = 300;
 
-/** What to do when an object changes. */
-export type ChangeHandler<T> = (object: T) => void;
+/** What to do when an object is added, updated or deleted. */
+export type ChangeHandler<T> = (object: T, type: 'ADDED' | 'MODIFIED' | 'DELETED') => void;
 
-/** An informer that restarts itself after errors and knows whether it has synced. */
-export class ResilientInformer<T extends KubernetesObject> {
-  private readonly informer: Informer<T> & ObjectCache<T>;
+interface List<T> {
+  metadata?: { resourceVersion?: string };
+  items: T[];
+}
+
+function cacheKey(object: KubernetesObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}
+
+/** A list-watch cache of one resource type. */
+export class Informer<T extends KubernetesObject> {
+  private readonly cache = new Map<string, T>();
+  private readonly handlers: ChangeHandler<T>[] = [];
+  private resourceVersion = '';
   private synced = false;
   private stopped = true;
+  private generation = 0;
+  private watch: WatchHandle | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private restartDelayMs = RESTART_DELAY_MS_MIN;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private erroredDuringStart = false;
 
   constructor(
     readonly name: string,
-    clients: KubeClients,
-    path: string,
-    list: () => Promise<KubernetesListObject<T>>,
+    private readonly clients: KubeClients,
+    /** Collection path, e.g. `/apis/apps/v1/statefulsets`. */
+    private readonly path: string,
     private readonly log: Logger,
-    labelSelector?: string,
-  ) {
-    this.informer = makeInformer(clients.config, path, list, labelSelector);
-    this.informer.on('error', (error: unknown) => this.onError(error));
-  }
+    private readonly labelSelector?: string,
+  ) {}
 
-  /** Calls `handler` for adds, updates and deletes. */
   onChange(handler: ChangeHandler<T>): void {
-    this.informer.on('change', handler);
+    this.handlers.push(handler);
   }
 
-  /** True once a list has succeeded since the last (re)start. */
   get hasSynced(): boolean {
     return this.synced;
   }
 
-  /** The objects in the cache. */
-  list(namespace?: string): readonly T[] {
-    return this.informer.list(namespace);
+  list(): readonly T[] {
+    return [...this.cache.values()];
   }
 
+  /** Starts listing and watching; resolves after the first list attempt (successful or not). */
   async start(): Promise<void> {
+    if (!this.stopped) return;
     this.stopped = false;
-    await this.startOnce();
+    await this.run(this.generation);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.synced = false;
-    if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
-    await this.informer.stop();
+    this.generation += 1;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.watch?.abort();
   }
 
-  private async startOnce(): Promise<void> {
-    this.erroredDuringStart = false;
-    await this.informer.start();
-    // start() resolves after the list and the watch request; a failed list reports an error instead of throwing.
-    if (!this.erroredDuringStart && !this.stopped) {
-      this.synced = true;
-      this.restartDelayMs = RESTART_DELAY_MS_MIN;
-      this.log.debug({ informer: this.name }, 'informer synced');
+  /** One list (if needed) followed by watches until an error; then schedules a restart. */
+  private async run(generation: number): Promise<void> {
+    try {
+      if (this.resourceVersion === '') await this.relist();
+    } catch (error) {
+      this.fail(generation, error);
+      return;
+    }
+    void this.watchLoop(generation);
+  }
+
+  private async relist(): Promise<void> {
+    const list = await this.clients.rest.get<List<T>>(this.path, { labelSelector: this.labelSelector });
+    const fresh = new Map(list.items.map((item) => [cacheKey(item), item]));
+    for (const [key, old] of this.cache) {
+      if (!fresh.has(key)) {
+        this.cache.delete(key);
+        this.emit(old, 'DELETED');
+      }
+    }
+    for (const [key, item] of fresh) {
+      const old = this.cache.get(key);
+      this.cache.set(key, item);
+      if (old?.metadata?.resourceVersion !== item.metadata?.resourceVersion) this.emit(item, old === undefined ? 'ADDED' : 'MODIFIED');
+    }
+    this.resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.synced = true;
+    this.restartDelayMs = RESTART_DELAY_MS_MIN;
+    this.log.debug({ informer: this.name, items: fresh.size }, 'listed');
+  }
+
+  private async watchLoop(generation: number): Promise<void> {
+    while (!this.stopped && generation === this.generation) {
+      let gone = false;
+      this.watch = this.clients.rest.watch<T & { code?: number }>(this.path, {
+        labelSelector: this.labelSelector, resourceVersion: this.resourceVersion, timeoutSeconds: WATCH_TIMEOUT_SECONDS,
+      }, (event: WatchEvent<T & { code?: number }>) => {
+        if (event.type === 'ERROR') {
+          if (event.object.code === 410) gone = true;
+          else throw new KubeApiError(`watch ${this.path}`, event.object.code ?? 0, undefined, JSON.stringify(event.object));
+          return;
+        }
+        const rv = event.object.metadata?.resourceVersion;
+        if (rv !== undefined) this.resourceVersion = rv;
+        if (event.type === 'BOOKMARK') return;
+        const key = cacheKey(event.object);
+        if (event.type === 'DELETED') this.cache.delete(key);
+        else this.cache.set(key, event.object);
+        this.emit(event.object, event.type);
+      });
+      try {
+        await this.watch.done;
+      } catch (error) {
+        if (error instanceof KubeApiError && error.status === 410) gone = true;
+        else {
+          this.fail(generation, error);
+          return;
+        }
+      }
+      if (gone) {
+        this.resourceVersion = '';
+        try {
+          await this.relist();
+        } catch (error) {
+          this.fail(generation, error);
+          return;
+        }
+      }
     }
   }
 
-  private onError(error: unknown): void {
-    this.erroredDuringStart = true;
+  private fail(generation: number, error: unknown): void {
+    if (this.stopped || generation !== this.generation) return;
     this.synced = false;
-    if (this.stopped) return;
+    this.resourceVersion = '';
     const delayMs = this.restartDelayMs;
     this.restartDelayMs = Math.min(this.restartDelayMs * 2, RESTART_DELAY_MS_MAX);
     this.log.warn({ informer: this.name, err: error, delayMs }, 'informer failed; restarting');
-    if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      if (this.stopped) return;
-      this.startOnce().catch((e: unknown) => this.onError(e));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.stopped && generation === this.generation) void this.run(generation);
     }, delayMs);
+  }
+
+  private emit(object: T, type: 'ADDED' | 'MODIFIED' | 'DELETED'): void {
+    for (const handler of this.handlers) {
+      try {
+        handler(object, type);
+      } catch (error) {
+        this.log.error({ informer: this.name, err: error }, 'change handler failed');
+      }
+    }
   }
 }
 
 /** The informers the controller watches: PaxosQuorums, and the StatefulSets and Pods it owns. */
 export interface Informers {
-  readonly quorums: ResilientInformer<PaxosQuorum & KubernetesObject>;
-  readonly statefulSets: ResilientInformer<KubernetesObject>;
-  readonly pods: ResilientInformer<KubernetesObject>;
-  readonly all: readonly ResilientInformer<KubernetesObject>[];
+  readonly quorums: Informer<PaxosQuorum & KubernetesObject>;
+  readonly statefulSets: Informer<KubernetesObject>;
+  readonly pods: Informer<KubernetesObject>;
+  readonly all: readonly Informer<KubernetesObject>[];
 }
 
 /**
@@ -111,26 +194,12 @@ export interface Informers {
  * cluster. StatefulSets and Pods are filtered by {@link MANAGED_SELECTOR}.
  */
 export function makeInformers(clients: KubeClients, log: Logger, namespace?: string): Informers {
-  const ns = namespace === undefined ? '' : `/namespaces/${namespace}`;
-  const quorums = new ResilientInformer<PaxosQuorum & KubernetesObject>(
-    'paxosquorums', clients, `/apis/${GROUP}/${VERSION}${ns}/${PLURAL}`,
-    async () => (namespace === undefined
-      ? clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
-      : clients.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL })) as Promise<KubernetesListObject<PaxosQuorum & KubernetesObject>>,
-    log);
-  const statefulSets = new ResilientInformer<KubernetesObject>(
-    'statefulsets', clients, `/apis/apps/v1${ns}/statefulsets`,
-    () => (namespace === undefined
-      ? clients.apps.listStatefulSetForAllNamespaces({ labelSelector: MANAGED_SELECTOR })
-      : clients.apps.listNamespacedStatefulSet({ namespace, labelSelector: MANAGED_SELECTOR })),
-    log, MANAGED_SELECTOR);
-  const pods = new ResilientInformer<KubernetesObject>(
-    'pods', clients, `/api/v1${ns}/pods`,
-    () => (namespace === undefined
-      ? clients.core.listPodForAllNamespaces({ labelSelector: MANAGED_SELECTOR })
-      : clients.core.listNamespacedPod({ namespace, labelSelector: MANAGED_SELECTOR })),
-    log, MANAGED_SELECTOR);
-  return { quorums, statefulSets, pods, all: [quorums, statefulSets, pods] as readonly ResilientInformer<KubernetesObject>[] };
+  const make = <T extends KubernetesObject>(name: string, resource: Resource, selector?: string): Informer<T> =>
+    new Informer<T>(name, clients, resourcePath(resource, namespace), log, selector);
+  const quorums = make<PaxosQuorum & KubernetesObject>('paxosquorums', PAXOSQUORUMS);
+  const statefulSets = make<KubernetesObject>('statefulsets', Resources.statefulSets, MANAGED_SELECTOR);
+  const pods = make<KubernetesObject>('pods', Resources.pods, MANAGED_SELECTOR);
+  return { quorums, statefulSets, pods, all: [quorums, statefulSets, pods] as readonly Informer<KubernetesObject>[] };
 }
 
 /** The PaxosQuorum key (`namespace/name`) an owned object belongs to, from its instance label. */

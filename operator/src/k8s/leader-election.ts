@@ -9,10 +9,22 @@
  * the API server must stop acting before anyone else starts.
  */
 import type { V1Lease } from '@kubernetes/client-node';
-import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from './client.js';
 import { getOrUndefined, isAlreadyExists, isConflict, kubeCall } from './errors.js';
+import { microTime } from './events.js';
+import { Resources, resourcePath } from './rest.js';
+
+/** A Lease as it travels on the wire (times are RFC 3339 strings). */
+interface Lease extends Omit<V1Lease, 'spec'> {
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
 
 export interface LeaderElectionOptions {
   readonly namespace: string;
@@ -67,10 +79,8 @@ export class LeaderElector {
     try {
       const lease = await this.read();
       if (lease?.spec?.holderIdentity === this.options.identity) {
-        await kubeCall('release Lease', () => this.clients.coordination.replaceNamespacedLease({
-          namespace: this.options.namespace, name: this.options.name,
-          body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, renewTime: undefined, acquireTime: undefined, leaseDurationSeconds: 1 } },
-        }));
+        await kubeCall('release Lease', () => this.clients.rest.replace(this.leasePath(),
+          { ...lease, spec: { ...lease.spec, holderIdentity: undefined, renewTime: undefined, acquireTime: undefined, leaseDurationSeconds: 1 } }));
         this.log.info('lease released');
       }
     } catch (error) {
@@ -91,23 +101,25 @@ export class LeaderElector {
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.intervalMs);
   }
 
-  private async read(): Promise<V1Lease | undefined> {
-    const { namespace, name } = this.options;
-    return getOrUndefined('read Lease', () => this.clients.coordination.readNamespacedLease({ namespace, name }));
+  private leasePath(): string {
+    return resourcePath(Resources.leases, this.options.namespace, this.options.name);
+  }
+
+  private async read(): Promise<Lease | undefined> {
+    return getOrUndefined('read Lease', () => this.clients.rest.get<Lease>(this.leasePath()));
   }
 
   private async tryAcquireOrRenew(): Promise<void> {
     const { namespace, name, identity } = this.options;
-    const now = new V1MicroTime();
+    const now = microTime(new Date());
     const lease = await this.read();
     if (lease === undefined) {
       try {
-        await kubeCall('create Lease', () => this.clients.coordination.createNamespacedLease({
-          namespace,
-          body: {
-            metadata: { name, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: this.durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
-          },
+        await kubeCall('create Lease', () => this.clients.rest.create(resourcePath(Resources.leases, namespace), {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name, namespace },
+          spec: { holderIdentity: identity, leaseDurationSeconds: this.durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
         }));
         this.renewed();
       } catch (error) {
@@ -123,9 +135,7 @@ export class LeaderElector {
     }
     const takeover = holder !== identity;
     try {
-      await kubeCall('update Lease', () => this.clients.coordination.replaceNamespacedLease({
-        namespace, name,
-        body: {
+      await kubeCall('update Lease', () => this.clients.rest.replace(this.leasePath(), {
           ...lease,
           spec: {
             ...spec,
@@ -135,7 +145,6 @@ export class LeaderElector {
             acquireTime: takeover ? now : spec.acquireTime,
             leaseTransitions: (spec.leaseTransitions ?? 0) + (takeover ? 1 : 0),
           },
-        },
       }));
       this.renewed();
     } catch (error) {
@@ -147,8 +156,8 @@ export class LeaderElector {
    * Expiry is judged by our own clock from when we first saw the current renewTime, as
    * client-go does, so clock skew between candidates cannot shorten the lease.
    */
-  private expired(holder: string, renewTime: Date | undefined, durationSeconds: number | undefined): boolean {
-    const key = renewTime === undefined ? '' : new Date(renewTime).toISOString();
+  private expired(holder: string, renewTime: string | undefined, durationSeconds: number | undefined): boolean {
+    const key = renewTime ?? '';
     if (this.observed === undefined || this.observed.holder !== holder || this.observed.renewTime !== key) {
       this.observed = { holder, renewTime: key, seenAtMs: Date.now() };
     }

@@ -9,7 +9,8 @@
  */
 import { z } from 'zod';
 import type { KubeClients } from './client.js';
-import { FIELD_MANAGER, MERGE_PATCH } from './client.js';
+import { FIELD_MANAGER } from './client.js';
+import { resourcePath, type Resource } from './rest.js';
 import { getOrUndefined, kubeCall } from './errors.js';
 import type { OperationRecord } from '../plan/types.js';
 
@@ -18,6 +19,7 @@ export const VERSION = 'v1alpha1';
 export const PLURAL = 'paxosquorums';
 export const KIND = 'PaxosQuorum';
 export const API_VERSION = `${GROUP}/${VERSION}`;
+export const PAXOSQUORUMS: Resource = { group: GROUP, version: VERSION, plural: PLURAL };
 /** Put on every PaxosQuorum the operator manages; removed once owned objects are cleaned up. */
 export const FINALIZER = `${GROUP}/finalizer`;
 
@@ -153,8 +155,8 @@ export class PaxosQuorumApi {
 
   /** The object, or `undefined` when it does not exist (deleted: nothing to do). */
   async get(namespace: string, name: string): Promise<PaxosQuorum | undefined> {
-    return getOrUndefined(`get ${KIND} ${namespace}/${name}`, async () =>
-      (await this.clients.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as PaxosQuorum);
+    return getOrUndefined(`get ${KIND} ${namespace}/${name}`, () =>
+      this.clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, namespace, name)));
   }
 
   /**
@@ -164,21 +166,17 @@ export class PaxosQuorumApi {
    */
   async patchStatus(quorum: PaxosQuorum, status: Partial<Record<keyof PaxosQuorumStatus, unknown>>): Promise<PaxosQuorum> {
     const { namespace, name, resourceVersion } = quorum.metadata;
-    return kubeCall(`patch ${KIND} ${namespace}/${name} status`, async () =>
-      (await this.clients.custom.patchNamespacedCustomObjectStatus({
-        group: GROUP, version: VERSION, namespace, plural: PLURAL, name, fieldManager: FIELD_MANAGER,
-        body: { metadata: { resourceVersion }, status },
-      }, MERGE_PATCH)) as PaxosQuorum);
+    return kubeCall(`patch ${KIND} ${namespace}/${name} status`, () =>
+      this.clients.rest.mergePatch<PaxosQuorum>(resourcePath(PAXOSQUORUMS, namespace, name, 'status'),
+        { metadata: { resourceVersion }, status }, { fieldManager: FIELD_MANAGER }));
   }
 
   /** Replaces `metadata.finalizers`, guarded by resourceVersion (409 if someone else changed the object). */
   async setFinalizers(quorum: PaxosQuorum, finalizers: readonly string[]): Promise<PaxosQuorum> {
     const { namespace, name, resourceVersion } = quorum.metadata;
-    return kubeCall(`patch ${KIND} ${namespace}/${name} finalizers`, async () =>
-      (await this.clients.custom.patchNamespacedCustomObject({
-        group: GROUP, version: VERSION, namespace, plural: PLURAL, name, fieldManager: FIELD_MANAGER,
-        body: { metadata: { resourceVersion, finalizers: [...finalizers] } },
-      }, MERGE_PATCH)) as PaxosQuorum);
+    return kubeCall(`patch ${KIND} ${namespace}/${name} finalizers`, () =>
+      this.clients.rest.mergePatch<PaxosQuorum>(resourcePath(PAXOSQUORUMS, namespace, name),
+        { metadata: { resourceVersion, finalizers: [...finalizers] } }, { fieldManager: FIELD_MANAGER }));
   }
 }
 

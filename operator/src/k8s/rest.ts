@@ -1,0 +1,301 @@
+/**
+ * A small Kubernetes REST client over node:https: what the operator needs (get, list, create,
+ * merge patch, replace, delete, watch) and nothing else. Object types come from
+ * @kubernetes/client-node as types only; its runtime is not loaded, because 2.0.x pulls in
+ * undici 8, which does not load on Node 20 (see docs/adr/0003-*).
+ *
+ * Authentication: client certificates, bearer tokens (the in-cluster token is re-read, since
+ * bound service-account tokens rotate), a CA bundle or insecure-skip-tls-verify. Exec and
+ * auth-provider plugins are not supported.
+ */
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { parse as parseYaml } from 'yaml';
+import { KubeApiError } from './errors.js';
+
+/** Where the API server is and how to authenticate to it. */
+export interface KubeConnection {
+  readonly server: URL;
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** Returns the bearer token for the next request, if any. */
+  readonly token?: () => string;
+  readonly insecureSkipTlsVerify?: boolean;
+  /** The namespace of the current context (or of the service account in-cluster). */
+  readonly namespace?: string;
+}
+
+/** The kubeconfig could not be loaded. */
+export class KubeConfigError extends Error {
+  override readonly name = 'KubeConfigError';
+}
+
+type Raw = Record<string, unknown>;
+
+function dataOrFile(entry: Raw, key: string, base: string): Buffer | undefined {
+  const data = entry[`${key}-data`];
+  if (typeof data === 'string') return Buffer.from(data, 'base64');
+  const file = entry[key];
+  if (typeof file === 'string') return readFileSync(file.startsWith('/') ? file : `${base}/${file}`);
+  return undefined;
+}
+
+function pick(list: unknown, name: string, field: string): Raw {
+  const found = (Array.isArray(list) ? list as Raw[] : []).find((entry) => entry.name === name);
+  const value = found?.[field];
+  if (value === undefined || typeof value !== 'object') throw new KubeConfigError(`kubeconfig has no ${field} named ${name}`);
+  return value as Raw;
+}
+
+/** Loads a kubeconfig file (YAML or JSON), using its current context. */
+export function loadKubeConfigFile(path: string): KubeConnection {
+  let doc: Raw;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8')) as Raw;
+  } catch (error) {
+    throw new KubeConfigError(`cannot read kubeconfig ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const base = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '.';
+  const contextName = doc['current-context'];
+  if (typeof contextName !== 'string') throw new KubeConfigError(`kubeconfig ${path} has no current-context`);
+  const context = pick(doc.contexts, contextName, 'context');
+  const cluster = pick(doc.clusters, String(context.cluster), 'cluster');
+  const user = context.user === undefined ? {} : pick(doc.users, String(context.user), 'user');
+  if (user.exec !== undefined || user['auth-provider'] !== undefined) {
+    throw new KubeConfigError(`kubeconfig ${path}: exec and auth-provider credentials are not supported; use a token or client certificate`);
+  }
+  const token = typeof user.token === 'string' ? user.token
+    : typeof user.tokenFile === 'string' ? readFileSync(user.tokenFile, 'utf8').trim() : undefined;
+  return {
+    server: new URL(String(cluster.server)),
+    ca: dataOrFile(cluster, 'certificate-authority', base),
+    cert: dataOrFile(user, 'client-certificate', base),
+    key: dataOrFile(user, 'client-key', base),
+    token: token === undefined ? undefined : () => token,
+    insecureSkipTlsVerify: cluster['insecure-skip-tls-verify'] === true,
+    namespace: typeof context.namespace === 'string' ? context.namespace : undefined,
+  };
+}
+
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** The in-cluster configuration: `KUBERNETES_SERVICE_HOST/PORT` and the pod's service-account token. */
+export function loadInClusterConfig(env: NodeJS.ProcessEnv = process.env): KubeConnection {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  if (host === undefined || port === undefined) {
+    throw new KubeConfigError('not running in a cluster (KUBERNETES_SERVICE_HOST is not set); pass --kubeconfig');
+  }
+  let cached = { token: '', readAtMs: 0 };
+  const token = (): string => {
+    // Bound tokens are rotated by the kubelet; re-read at most once a minute.
+    if (Date.now() - cached.readAtMs > 60_000) cached = { token: readFileSync(`${SA_DIR}/token`, 'utf8').trim(), readAtMs: Date.now() };
+    return cached.token;
+  };
+  return {
+    server: new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`),
+    ca: readFileSync(`${SA_DIR}/ca.crt`),
+    token,
+    namespace: readFileSync(`${SA_DIR}/namespace`, 'utf8').trim(),
+  };
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RequestOptions {
+  readonly query?: Query;
+  readonly body?: unknown;
+  readonly contentType?: string;
+  /** Whole-request deadline (default 30 s). */
+  readonly timeoutMs?: number;
+}
+
+/** One event of a watch stream. */
+export interface WatchEvent<T> {
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  readonly object: T;
+}
+
+/** A watch in progress; `done` settles when the stream ends (resolves) or fails (rejects). */
+export interface WatchHandle {
+  readonly done: Promise<void>;
+  abort(): void;
+}
+
+export const MERGE_PATCH = 'application/merge-patch+json';
+const REQUEST_TIMEOUT_MS = 30_000;
+const RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
+
+/** The REST client. */
+export class KubeRest {
+  private readonly agent: Agent;
+
+  constructor(readonly connection: KubeConnection) {
+    this.agent = new Agent({
+      keepAlive: true,
+      maxSockets: 16,
+      ca: connection.ca,
+      cert: connection.cert,
+      key: connection.key,
+      rejectUnauthorized: connection.insecureSkipTlsVerify !== true,
+    });
+  }
+
+  /** Sends one request and parses the JSON answer. @throws KubeApiError */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const what = `${method} ${path}`;
+    const response = await this.open(method, path, options, options.timeoutMs ?? REQUEST_TIMEOUT_MS);
+    const text = await readBody(response, what);
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) throw apiError(what, status, text);
+    return (text === '' ? {} : JSON.parse(text)) as T;
+  }
+
+  get<T>(path: string, query?: Query): Promise<T> {
+    return this.request<T>('GET', path, { query });
+  }
+
+  create<T>(path: string, body: unknown, query?: Query): Promise<T> {
+    return this.request<T>('POST', path, { body, query });
+  }
+
+  replace<T>(path: string, body: unknown, query?: Query): Promise<T> {
+    return this.request<T>('PUT', path, { body, query });
+  }
+
+  mergePatch<T>(path: string, body: unknown, query?: Query): Promise<T> {
+    return this.request<T>('PATCH', path, { body, query, contentType: MERGE_PATCH });
+  }
+
+  delete<T>(path: string, body?: unknown, query?: Query): Promise<T> {
+    return this.request<T>('DELETE', path, { body, query });
+  }
+
+  /**
+   * Opens a watch (`?watch=1`) and calls `onEvent` for each event. The server ends the stream
+   * after `timeoutSeconds`; the caller re-opens it from the last resourceVersion.
+   */
+  watch<T>(path: string, query: Query, onEvent: (event: WatchEvent<T>) => void): WatchHandle {
+    let abort = (): void => undefined;
+    const done = new Promise<void>((resolve, reject) => {
+      const what = `WATCH ${path}`;
+      this.open('GET', path, { query: { ...query, watch: 1, allowWatchBookmarks: true } }, undefined, (cancel) => { abort = cancel; })
+        .then((response) => {
+          const status = response.statusCode ?? 0;
+          if (status !== 200) {
+            readBody(response, what).then((text) => reject(apiError(what, status, text)), reject);
+            return;
+          }
+          let buffered = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => {
+            buffered += chunk;
+            let newline = buffered.indexOf('\n');
+            while (newline >= 0) {
+              const line = buffered.slice(0, newline).trim();
+              buffered = buffered.slice(newline + 1);
+              newline = buffered.indexOf('\n');
+              if (line === '') continue;
+              try {
+                onEvent(JSON.parse(line) as WatchEvent<T>);
+              } catch (error) {
+                response.destroy(error instanceof Error ? error : new Error(String(error)));
+                return;
+              }
+            }
+          });
+          response.on('end', () => resolve());
+          response.on('error', (error) => reject(new KubeApiError(what, 0, undefined, error.message, { cause: error })));
+          response.on('close', () => resolve());
+        }, reject);
+    });
+    return { done, abort: () => abort() };
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private open(
+    method: string, path: string, options: RequestOptions, timeoutMs: number | undefined,
+    onCancel?: (cancel: () => void) => void,
+  ): Promise<IncomingMessage> {
+    const url = new URL(path, this.connection.server);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const body = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) {
+      headers['content-type'] = options.contentType ?? 'application/json';
+      headers['content-length'] = String(body.length);
+    }
+    const token = this.connection.token?.();
+    if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
+    const what = `${method} ${path}`;
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method, headers, agent: this.agent }, resolve);
+      if (timeoutMs !== undefined) {
+        req.setTimeout(timeoutMs, () => req.destroy(new KubeApiError(what, 0, 'Timeout', `no answer within ${timeoutMs} ms`)));
+      }
+      req.on('error', (error) => reject(error instanceof KubeApiError ? error : new KubeApiError(what, 0, undefined, error.message, { cause: error })));
+      onCancel?.(() => req.destroy());
+      req.end(body);
+    });
+  }
+}
+
+function readBody(response: IncomingMessage, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > RESPONSE_BYTES_MAX) response.destroy(new Error(`response larger than ${RESPONSE_BYTES_MAX} bytes`));
+      else chunks.push(chunk);
+    });
+    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    response.on('error', (error) => reject(new KubeApiError(what, 0, undefined, error.message, { cause: error })));
+  });
+}
+
+function apiError(what: string, status: number, text: string): KubeApiError {
+  let reason: string | undefined;
+  let message = text;
+  try {
+    const parsed = JSON.parse(text) as { reason?: string; message?: string };
+    reason = parsed.reason;
+    message = parsed.message ?? text;
+  } catch {
+    // not a Status object
+  }
+  return new KubeApiError(what, status, reason, message || `HTTP ${status}`);
+}
+
+/** A resource type: `group` empty for the core group. */
+export interface Resource {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+}
+
+export const Resources = {
+  pods: { group: '', version: 'v1', plural: 'pods' },
+  services: { group: '', version: 'v1', plural: 'services' },
+  configMaps: { group: '', version: 'v1', plural: 'configmaps' },
+  statefulSets: { group: 'apps', version: 'v1', plural: 'statefulsets' },
+  pdbs: { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets' },
+  leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases' },
+  events: { group: 'events.k8s.io', version: 'v1', plural: 'events' },
+} as const satisfies Record<string, Resource>;
+
+/** `/api/v1/namespaces/ns/pods/name/status` and friends; no namespace = all namespaces. */
+export function resourcePath(resource: Resource, namespace?: string, name?: string, subresource?: string): string {
+  const prefix = resource.group === '' ? `/api/${resource.version}` : `/apis/${resource.group}/${resource.version}`;
+  const ns = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
+  const item = name === undefined ? '' : `/${encodeURIComponent(name)}`;
+  const sub = subresource === undefined ? '' : `/${subresource}`;
+  return `${prefix}${ns}/${resource.plural}${item}${sub}`;
+}
