@@ -30,6 +30,11 @@ export interface SimNodeOptions {
   readonly compactEverySlots: number;
   /** The cluster's first configuration: the last finalized config of a node without a snapshot. */
   readonly genesis: Config;
+  /**
+   * Test-only mutation: answer reads at once from the local store, on any node, skipping read
+   * index. Stale reads follow, and the linearizability checker must catch them.
+   */
+  readonly unsafeLocalReads?: boolean;
 }
 
 /**
@@ -160,6 +165,10 @@ export class SimNode {
 
   /** Client read through read index: answered from the local store once it applied the read's index. */
   read(id: number, key: string, reply: (r: NodeReply) => void): void {
+    if (this.options.unsafeLocalReads === true) {
+      reply({ kind: 'result', result: { ok: true, value: this.kv.get(key) ?? null } });
+      return;
+    }
     const r = this.replica.read(id);
     if (!r.ok) {
       reply({ kind: 'refused', refusal: refusalOf(r) });

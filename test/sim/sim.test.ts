@@ -57,6 +57,17 @@ describe('simulation', () => {
   });
 });
 
+describe('the checkers catch planted bugs', () => {
+  it('finds stale reads when nodes answer reads locally instead of through read index', () => {
+    let found: RunResult | undefined;
+    for (let seed = 1; seed <= 100 && found === undefined; seed++) {
+      const r = runSeed({ seed, unsafeLocalReads: true, faultTicks: 600 });
+      if (r.violations.some((v) => v.kind === 'linearizability')) found = r;
+    }
+    expect(found?.violations.find((v) => v.kind === 'linearizability')?.message).toMatch(/no linearization/);
+  });
+});
+
 describe('cli flags', () => {
   it('parses the documented flags', () => {
     expect(parseFlags(['--seeds', '20', '--start=5', '--json', '--unsafe-plain-majorities'])).toEqual({
