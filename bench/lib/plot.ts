@@ -116,10 +116,14 @@ function drawPanel(
       if (v === null || !(v > 0 || !log)) return;
       cv.disc(toX(i), toY(v), 5, l.color);
       const label = fmt(v);
-      // first series labelled below its points, the others above, on a white box
-      const ly = li === 0 ? toY(v) + 10 : toY(v) - 26;
-      cv.fillRect(toX(i) + 7, ly - 2, Canvas.textWidth(label, 2) + 4, 18, [255, 255, 255]);
-      cv.text(toX(i) + 9, ly, label, l.color, 2);
+      // above the point when this series is the higher one here, else below; on a white box
+      const others = lines.filter((_, j) => j !== li).map((o) => o.values[i] ?? null).filter((o): o is number => o !== null);
+      const above = others.length === 0 || v > Math.max(...others) || (v === Math.max(...others) && li > 0);
+      const ly = above ? toY(v) - 26 : toY(v) + 10;
+      const w = Canvas.textWidth(label, 2);
+      const lx = i === xs.length - 1 ? toX(i) - 9 - w : toX(i) + 9;
+      cv.fillRect(lx - 2, ly - 2, w + 4, 18, [255, 255, 255]);
+      cv.text(lx, ly, label, l.color, 2);
     });
   });
 }

@@ -1,0 +1,584 @@
+/**
+ * `npm run bench [-- options]`: our 3-node Paxos KV quorum against a 3-member etcd cluster,
+ * both on loopback with fsync on, driven by the same closed-loop put workload from a
+ * separate load-generator process, plus the machine's physical floor (loopback RTT +
+ * 4 KiB fdatasync). Writes bench/results/latest.json, a timestamped copy and
+ * bench/results/throughput.png. See docs/benchmarks.md.
+ *
+ * Options:
+ *   --quick              ~3 s per level, short warm-up (finishes in well under a minute)
+ *   --json               progress and table on stderr; one JSON summary line last on stdout
+ *   --levels 1,16,64,256 concurrency levels (in-flight puts)
+ *   --duration S         measured seconds per level (default 8, quick 2.5)
+ *   --warmup S           warm-up seconds per level (default 2, quick 0.7)
+ *   --only ours|etcd     run one side only
+ *   --no-pipeline        our client: one unary call per put instead of the Pipeline stream
+ *   --data-root DIR      where the temporary data directories go (default: the OS temp dir)
+ *   --keep               keep the temporary directory (data, logs, profiles)
+ *   --cpu-prof           run our nodes with `node --cpu-prof` (profiles kept in the temp dir)
+ *   --no-write           do not write bench/results/
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { measureFloor, type Floor } from './lib/floor.js';
+import { ETCD_COLOR, OURS_COLOR, renderChart } from './lib/plot.js';
+import { ProcessGroup, freePorts, rssMb, sleep, tail, type Managed } from './lib/procs.js';
+import { round } from './lib/stats.js';
+import type { LevelResult, LoadSpec } from './load.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const RESULTS = join(ROOT, 'bench', 'results');
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    levels: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    only: { type: 'string' },
+    'no-pipeline': { type: 'boolean', default: false },
+    'data-root': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    'no-write': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const quick = args.quick ?? false;
+const LEVELS = (args.levels ?? '1,16,64,256').split(',').map(Number).filter((n) => n > 0);
+const DURATION_MS = Number(args.duration ?? (quick ? 2.5 : 8)) * 1000;
+const WARMUP_MS = Number(args.warmup ?? (quick ? 0.7 : 2)) * 1000;
+const RUN_OURS = args.only !== 'etcd';
+const RUN_ETCD = args.only !== 'ours';
+const HEADLINE_C = 64;
+
+/** Progress and tables go to stderr in --json mode so stdout ends with the JSON line. */
+const say = (s: string): void => {
+  (args.json ? process.stderr : process.stdout).write(`${s}\n`);
+};
+
+// ---------------------------------------------------------------------------------------
+// etcd binary
+
+interface EtcdBinary {
+  readonly path: string;
+  readonly version: string;
+  readonly source: string;
+}
+
+function etcdVersion(path: string): string {
+  try {
+    const out = execFileSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    return /etcd Version:\s*(\S+)/.exec(out)?.[1] ?? out.split('\n')[0] ?? '?';
+  } catch {
+    return '?';
+  }
+}
+
+/** Debian's /usr/bin/etcd (installed with apt-get when missing), else the Go-built one. */
+function findEtcd(): EtcdBinary {
+  if (process.env.ETCD_BIN) return { path: process.env.ETCD_BIN, version: etcdVersion(process.env.ETCD_BIN), source: 'ETCD_BIN' };
+  const debian = '/usr/bin/etcd';
+  if (!existsSync(debian) && process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    say('etcd: /usr/bin/etcd missing; apt-get install -y etcd-server ...');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', 'etcd-server'], { stdio: 'ignore', env, timeout: 300_000 });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: 'ignore', env, timeout: 300_000 });
+      r = spawnSync('apt-get', ['install', '-y', 'etcd-server'], { stdio: 'ignore', env, timeout: 300_000 });
+    }
+  }
+  if (existsSync(debian)) return { path: debian, version: etcdVersion(debian), source: "Debian package etcd-server (/usr/bin/etcd)" };
+  try {
+    const dir = execFileSync(process.execPath, [join(ROOT, 'scripts', 'tools.mjs'), 'path'], { encoding: 'utf8', cwd: ROOT }).trim();
+    const p = join(dir, 'etcd');
+    if (existsSync(p)) return { path: p, version: etcdVersion(p), source: `Go-built test tool (${p}), Debian etcd-server unavailable` };
+  } catch {
+    /* no tools folder */
+  }
+  throw new Error('no etcd binary: install Debian etcd-server (apt-get install -y etcd-server), run `npm run tools:build`, or set ETCD_BIN');
+}
+
+// ---------------------------------------------------------------------------------------
+// clusters
+
+interface Cluster {
+  readonly name: 'ours' | 'etcd';
+  readonly members: Managed[];
+  /** Client endpoints host:port. */
+  readonly endpoints: string[];
+  /** Prometheus endpoints, one per member (same order). */
+  readonly metricsUrls: string[];
+}
+
+async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean): Promise<Cluster> {
+  const ports = await freePorts(6);
+  const peerPorts = ports.slice(0, 3);
+  const metricPorts = ports.slice(3);
+  const peers = peerPorts.map((p, i) => `${i}=127.0.0.1:${p}`).join(',');
+  const members: Managed[] = [];
+  for (let i = 0; i < 3; i++) {
+    const dataDir = join(tmp, `ours-${i}`);
+    mkdirSync(dataDir, { recursive: true });
+    const nodeFlags = ['--import', 'tsx'];
+    if (cpuProf) nodeFlags.push('--cpu-prof', '--cpu-prof-dir', join(tmp, 'profiles'), '--cpu-prof-name', `ours-${i}.cpuprofile`);
+    members.push(
+      group.spawn(
+        `ours-${i}`,
+        process.execPath,
+        [
+          ...nodeFlags,
+          join(ROOT, 'node', 'src', 'main.ts'),
+          '--id', String(i),
+          '--data-dir', dataDir,
+          '--peers', peers,
+          '--listen', '127.0.0.1',
+          '--peer-port', String(peerPorts[i]),
+          '--metrics-port', String(metricPorts[i]),
+          '--bootstrap-config', JSON.stringify({ epoch: 1, members: [0, 1, 2] }),
+          '--log-level', 'warn',
+        ],
+        join(tmp, `ours-${i}.log`),
+        { cwd: ROOT },
+      ),
+    );
+  }
+  return {
+    name: 'ours',
+    members,
+    endpoints: peerPorts.map((p) => `127.0.0.1:${p}`),
+    metricsUrls: metricPorts.map((p) => `http://127.0.0.1:${p}/metrics`),
+  };
+}
+
+async function startEtcd(group: ProcessGroup, tmp: string, bin: string): Promise<Cluster> {
+  const ports = await freePorts(6);
+  const clientPorts = ports.slice(0, 3);
+  const peerPorts = ports.slice(3);
+  const initial = peerPorts.map((p, i) => `e${i}=http://127.0.0.1:${p}`).join(',');
+  const members: Managed[] = [];
+  for (let i = 0; i < 3; i++) {
+    const dataDir = join(tmp, `etcd-${i}`);
+    members.push(
+      group.spawn(
+        `etcd-${i}`,
+        bin,
+        [
+          '--name', `e${i}`,
+          '--data-dir', dataDir,
+          '--listen-client-urls', `http://127.0.0.1:${clientPorts[i]}`,
+          '--advertise-client-urls', `http://127.0.0.1:${clientPorts[i]}`,
+          '--listen-peer-urls', `http://127.0.0.1:${peerPorts[i]}`,
+          '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPorts[i]}`,
+          '--initial-cluster', initial,
+          '--initial-cluster-token', `bench-${process.pid}`,
+          '--initial-cluster-state', 'new',
+          '--logger', 'zap',
+          '--log-level', 'warn',
+        ],
+        join(tmp, `etcd-${i}.log`),
+        { cwd: tmp },
+      ),
+    );
+  }
+  return {
+    name: 'etcd',
+    members,
+    endpoints: clientPorts.map((p) => `127.0.0.1:${p}`),
+    metricsUrls: clientPorts.map((p) => `http://127.0.0.1:${p}/metrics`),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// load generator processes
+
+interface LoadProc {
+  readonly managed: Managed;
+  readonly leader: string;
+  /** Runs one level; `onMeasure` fires when its measured window starts. */
+  run(concurrency: number, onMeasure: () => void): Promise<LevelResult>;
+  exit(): void;
+}
+
+async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pipeline: boolean): Promise<LoadProc> {
+  const spec: LoadSpec = {
+    system: cluster.name,
+    endpoints: cluster.endpoints,
+    durationMs: DURATION_MS,
+    warmupMs: WARMUP_MS,
+    valueBytes: 256,
+    pipeline,
+  };
+  const logFile = join(tmp, `load-${cluster.name}.log`);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'load.ts'), JSON.stringify(spec)], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const managed = group.track(`load-${cluster.name}`, child, logFile);
+  const errLines: string[] = [];
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    errLines.push(d);
+    writeFileSync(logFile, errLines.join(''));
+  });
+  const events: Array<Record<string, unknown>> = [];
+  let waiter: (() => void) | undefined;
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    try {
+      events.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      errLines.push(`${line}\n`);
+    }
+    waiter?.();
+  });
+  let exited = false;
+  void managed.exited.then(() => {
+    exited = true;
+    waiter?.();
+  });
+  const next = async (event: string, timeoutMs: number): Promise<Record<string, unknown>> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const i = events.findIndex((e) => e.event === event);
+      if (i >= 0) return events.splice(i, 1)[0] as Record<string, unknown>;
+      if (exited) throw new Error(`${cluster.name} load generator exited: ${errLines.join('').trim().split('\n').slice(-10).join('\n')}`);
+      if (Date.now() > until) throw new Error(`${cluster.name} load generator: no "${event}" within ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        waiter = r;
+        setTimeout(r, 200);
+      });
+      waiter = undefined;
+    }
+  };
+  const ready = await next('ready', 60_000);
+  return {
+    managed,
+    leader: String(ready.leader),
+    async run(concurrency, onMeasure) {
+      child.stdin?.write(`${JSON.stringify({ cmd: 'run', concurrency })}\n`);
+      const budget = WARMUP_MS + DURATION_MS + 30_000;
+      await next('measure', budget);
+      onMeasure();
+      return (await next('result', budget)) as unknown as LevelResult;
+    },
+    exit() {
+      child.stdin?.end(`${JSON.stringify({ cmd: 'exit' })}\n`);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// metrics scraped from the servers (group commit evidence)
+
+async function scrape(url: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    for (const line of (await res.text()).split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const name = m[1] as string;
+      if ((m[2] ?? '').includes('le=')) continue; // histogram buckets
+      out.set(name, (out.get(name) ?? 0) + Number(m[3]));
+    }
+  } catch {
+    /* metrics are best-effort */
+  }
+  return out;
+}
+
+interface Internals {
+  readonly fsyncs: number;
+  readonly writes_per_fsync: number | null;
+  readonly fsync_mean_ms: number | null;
+  readonly [k: string]: number | null;
+}
+
+/** What the leader did during one level: fsync count, writes per fsync, mean fsync time. */
+function internals(system: 'ours' | 'etcd', before: Map<string, number>, after: Map<string, number>, ops: number): Internals {
+  const d = (k: string): number => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  if (system === 'ours') {
+    const syncs = d('paxos_wal_syncs_total');
+    const persistN = d('paxos_wal_persist_seconds_count');
+    const readyN = d('paxos_ready_entries_count');
+    const propN = d('paxos_proposal_batch_commands_count');
+    return {
+      fsyncs: syncs,
+      writes_per_fsync: syncs > 0 ? round(ops / syncs, 2) : null,
+      fsync_mean_ms: persistN > 0 ? round((d('paxos_wal_persist_seconds_sum') / persistN) * 1000, 3) : null,
+      ready_entries_mean: readyN > 0 ? round(d('paxos_ready_entries_sum') / readyN, 2) : null,
+      proposal_batch_mean: propN > 0 ? round(d('paxos_proposal_batch_commands_sum') / propN, 2) : null,
+    };
+  }
+  const n = d('etcd_disk_wal_fsync_duration_seconds_count');
+  return {
+    fsyncs: n,
+    writes_per_fsync: n > 0 ? round(ops / n, 2) : null,
+    fsync_mean_ms: n > 0 ? round((d('etcd_disk_wal_fsync_duration_seconds_sum') / n) * 1000, 3) : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+
+interface SideResult extends LevelResult {
+  readonly rss_max_mb: number | null;
+  readonly leader_internals: Internals;
+}
+
+interface Row {
+  readonly concurrency: number;
+  ours?: SideResult;
+  etcd?: SideResult;
+  ratio_wps?: number;
+}
+
+function fmtN(v: number | null | undefined, d = 1): string {
+  return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d);
+}
+
+function table(rows: readonly Row[], floor: Floor): string {
+  const head = ['clients', 'ours w/s', 'etcd w/s', 'ours/etcd', 'ours p50', 'etcd p50', 'ours p99', 'etcd p99', 'ours RSS', 'etcd RSS', 'ours w/fsync', 'etcd w/fsync', 'errors o/e'];
+  const body = rows.map((r) => [
+    String(r.concurrency),
+    fmtN(r.ours?.wps, 0),
+    fmtN(r.etcd?.wps, 0),
+    r.ratio_wps !== undefined ? `${r.ratio_wps.toFixed(2)}x` : '-',
+    fmtN(r.ours?.p50_ms, 2),
+    fmtN(r.etcd?.p50_ms, 2),
+    fmtN(r.ours?.p99_ms, 2),
+    fmtN(r.etcd?.p99_ms, 2),
+    r.ours?.rss_max_mb ? `${r.ours.rss_max_mb.toFixed(0)} MB` : '-',
+    r.etcd?.rss_max_mb ? `${r.etcd.rss_max_mb.toFixed(0)} MB` : '-',
+    fmtN(r.ours?.leader_internals.writes_per_fsync, 1),
+    fmtN(r.etcd?.leader_internals.writes_per_fsync, 1),
+    `${r.ours?.errors ?? '-'}/${r.etcd?.errors ?? '-'}`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i] as number)).join('  ');
+  return [
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...body.map(line),
+    '',
+    `latencies in ms; RSS = max VmRSS of any member during the level; w/fsync = leader writes per WAL fdatasync`,
+    `floor: loopback RTT p50 ${floor.rtt_p50_ms} ms + 4 KiB append+fdatasync p50 ${floor.fdatasync_p50_ms} ms = ${floor.floor_ms} ms`,
+  ].join('\n');
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const group = new ProcessGroup();
+  const dataRoot = args['data-root'] ?? tmpdir();
+  mkdirSync(dataRoot, { recursive: true });
+  const tmp = mkdtempSync(join(dataRoot, 'paxos-bench-'));
+  let ok = false;
+  try {
+    const load0 = loadavg()[0] ?? 0;
+    say(`bench: ${quick ? 'quick' : 'full'} run, levels ${LEVELS.join(',')}, ${DURATION_MS / 1000} s each after ${WARMUP_MS / 1000} s warm-up; temp ${tmp}`);
+    say(`bench: machine ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), shared with other work: numbers are noisy (load avg ${load0.toFixed(2)})`);
+
+    const floor = await measureFloor(group, tmp, quick);
+    say(`floor: loopback RTT p50 ${floor.rtt_p50_ms} ms, 4 KiB append+fdatasync p50 ${floor.fdatasync_p50_ms} ms -> ${floor.floor_ms} ms`);
+
+    const etcdBin = RUN_ETCD ? findEtcd() : undefined;
+    if (etcdBin) say(`etcd: ${etcdBin.version} from ${etcdBin.source}`);
+
+    const clusters: Cluster[] = [];
+    if (RUN_OURS) clusters.push(await startOurs(group, tmp, args['cpu-prof'] ?? false));
+    if (etcdBin) clusters.push(await startEtcd(group, tmp, etcdBin.path));
+    // A member that dies during the run fails it.
+    let died: string | undefined;
+    for (const c of clusters)
+      for (const m of c.members)
+        void m.exited.then((code) => {
+          if (!ok) died ??= `${m.name} exited (${code}) during the run; log tail:\n${tail(m.logFile)}`;
+        });
+
+    const loads = new Map<string, LoadProc>();
+    await Promise.all(
+      clusters.map(async (c) => {
+        const t0 = Date.now();
+        loads.set(c.name, await startLoad(group, tmp, c, !(args['no-pipeline'] ?? false)));
+        say(`${c.name}: 3 members up, leader ${loads.get(c.name)?.leader} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      }),
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}${died ? `\n${died}` : ''}`);
+    });
+
+    const rows: Row[] = [];
+    for (const c of LEVELS) {
+      const row: Row = { concurrency: c };
+      for (const cluster of clusters) {
+        if (died) throw new Error(died);
+        const load = loads.get(cluster.name) as LoadProc;
+        const leaderIdx = Math.max(0, cluster.endpoints.indexOf(load.leader));
+        const before = await scrape(cluster.metricsUrls[leaderIdx] as string);
+        let rssMax: number | null = null;
+        let sampler: NodeJS.Timeout | undefined;
+        const res = await load.run(c, () => {
+          sampler = setInterval(() => {
+            for (const m of cluster.members) {
+              const r = rssMb(m.child.pid);
+              if (r !== null) rssMax = Math.max(rssMax ?? 0, r);
+            }
+          }, 100);
+        });
+        clearInterval(sampler);
+        const after = await scrape(cluster.metricsUrls[leaderIdx] as string);
+        const side: SideResult = {
+          ...res,
+          rss_max_mb: rssMax === null ? null : round(rssMax, 1),
+          leader_internals: internals(cluster.name, before, after, res.ops),
+        };
+        row[cluster.name] = side;
+        say(
+          `  c=${String(c).padStart(3)} ${cluster.name.padEnd(4)} ${side.wps.toFixed(0).padStart(6)} w/s  p50 ${side.p50_ms.toFixed(2)} ms  p99 ${side.p99_ms.toFixed(2)} ms` +
+            `  rss ${fmtN(side.rss_max_mb, 0)} MB  writes/fsync ${fmtN(side.leader_internals.writes_per_fsync)}${side.errors ? `  errors ${side.errors} (${side.error_sample})` : ''}`,
+        );
+      }
+      if (row.ours && row.etcd && row.etcd.wps > 0) row.ratio_wps = round(row.ours.wps / row.etcd.wps, 3);
+      rows.push(row);
+    }
+    for (const l of loads.values()) l.exit();
+    if (died) throw new Error(died);
+
+    const head = rows.find((r) => r.concurrency === HEADLINE_C) ?? rows[rows.length - 1];
+    const single = rows.find((r) => r.concurrency === 1);
+    const summary = {
+      concurrency: head?.concurrency ?? null,
+      ours_wps: head?.ours?.wps ?? null,
+      etcd_wps: head?.etcd?.wps ?? null,
+      ratio: head?.ratio_wps ?? null,
+      ours_p50_ms: head?.ours?.p50_ms ?? null,
+      etcd_p50_ms: head?.etcd?.p50_ms ?? null,
+      ours_p99_ms: head?.ours?.p99_ms ?? null,
+      etcd_p99_ms: head?.etcd?.p99_ms ?? null,
+      floor_ms: floor.floor_ms,
+      ours_c1_p50_ms: single?.ours?.p50_ms ?? null,
+      ours_rss_mb: head?.ours?.rss_max_mb ?? null,
+      etcd_rss_mb: head?.etcd?.rss_max_mb ?? null,
+      quick,
+    };
+    const check = (name: string, target: string, value: string, met: boolean | null): { name: string; target: string; value: string; met: boolean | null } => ({
+      name,
+      target,
+      value,
+      met,
+    });
+    const s = summary;
+    const targets = [
+      check(`throughput at ${s.concurrency} clients`, '>= 1.5x etcd', s.ratio === null ? 'n/a' : `${s.ratio}x`, s.ratio === null ? null : s.ratio >= 1.5),
+      check(
+        `p99 at ${s.concurrency} clients`,
+        "<= etcd's",
+        `${s.ours_p99_ms ?? 'n/a'} ms vs ${s.etcd_p99_ms ?? 'n/a'} ms`,
+        s.ours_p99_ms === null || s.etcd_p99_ms === null ? null : s.ours_p99_ms <= s.etcd_p99_ms,
+      ),
+      check(
+        'single-client p50 latency',
+        `<= 2x floor (${round(2 * floor.floor_ms, 3)} ms)`,
+        `${s.ours_c1_p50_ms ?? 'n/a'} ms`,
+        s.ours_c1_p50_ms === null ? null : s.ours_c1_p50_ms <= 2 * floor.floor_ms,
+      ),
+      check(`node RSS at ${s.concurrency} clients`, '<= 150 MB', `${s.ours_rss_mb ?? 'n/a'} MB`, s.ours_rss_mb === null ? null : s.ours_rss_mb <= 150),
+    ];
+
+    const when = new Date().toISOString();
+    const report = {
+      when,
+      mode: quick ? 'quick' : 'full',
+      machine: {
+        cores: cpus().length,
+        cpu: cpus()[0]?.model ?? '?',
+        memory_gb: round(totalmem() / 2 ** 30, 1),
+        node: process.version,
+        loadavg_start: round(load0, 2),
+        loadavg_end: round(loadavg()[0] ?? 0, 2),
+        note: 'cores shared with other builds and tests: measurements are noisy',
+      },
+      workload: {
+        op: 'put of a random key',
+        value_bytes: 256,
+        closed_loop: true,
+        levels: LEVELS,
+        duration_s: DURATION_MS / 1000,
+        warmup_s: WARMUP_MS / 1000,
+        client_process: 'separate (bench/load.ts), one per system; systems interleaved per level',
+        ours_client: `PaxosClient (node/src/client), ${args['no-pipeline'] ? 'unary calls' : 'Pipeline stream'}, lanes = concurrency, leader endpoint first`,
+        etcd_client: 'etcd3 npm client, leader endpoint only',
+      },
+      ours: RUN_OURS ? { command: 'node --import tsx node/src/main.ts (3 processes, fsync on, default tunables)' } : null,
+      etcd: etcdBin ? { binary: etcdBin.path, version: etcdBin.version, source: etcdBin.source, fsync: 'on (default)' } : null,
+      floor,
+      rows,
+      summary,
+      targets,
+      seconds: round((Date.now() - started) / 1000, 1),
+    };
+
+    say('');
+    say(table(rows, floor));
+    say('');
+    for (const t of targets) say(`target ${t.met === null ? 'n/a ' : t.met ? 'MET ' : 'MISS'}  ${t.name} ${t.target}: ${t.value}`);
+
+    if (!args['no-write']) {
+      mkdirSync(RESULTS, { recursive: true });
+      const text = `${JSON.stringify(report, null, 2)}\n`;
+      writeFileSync(join(RESULTS, 'latest.json'), text);
+      writeFileSync(join(RESULTS, `run-${when.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`), text);
+      const series = [];
+      if (RUN_OURS) series.push({ name: 'OURS (PAXOS NODE)', color: OURS_COLOR, wps: rows.map((r) => r.ours?.wps ?? null), p99: rows.map((r) => r.ours?.p99_ms ?? null) });
+      if (etcdBin) series.push({ name: `ETCD ${etcdBin.version}`, color: ETCD_COLOR, wps: rows.map((r) => r.etcd?.wps ?? null), p99: rows.map((r) => r.etcd?.p99_ms ?? null) });
+      writeFileSync(
+        join(RESULTS, 'throughput.png'),
+        renderChart({
+          title: '3-MEMBER QUORUM ON LOOPBACK, 256 B PUTS, FSYNC ON',
+          concurrency: rows.map((r) => r.concurrency),
+          series,
+          floorMs: floor.floor_ms,
+          notes: [
+            `${when.slice(0, 19).replace('T', ' ')} UTC, ${quick ? 'QUICK' : 'FULL'} RUN: ${DURATION_MS / 1000} S PER LEVEL AFTER ${WARMUP_MS / 1000} S WARM-UP, CLOSED LOOP`,
+            `MACHINE: ${cpus().length} CORES SHARED WITH OTHER BUILDS AND TESTS - NUMBERS ARE NOISY. LOAD AVG ${load0.toFixed(1)}`,
+            `FLOOR = LOOPBACK RTT P50 ${floor.rtt_p50_ms} MS + 4 KIB FDATASYNC P50 ${floor.fdatasync_p50_ms} MS = ${floor.floor_ms} MS`,
+          ],
+        }),
+      );
+      say(`\nwrote bench/results/latest.json, a timestamped copy and bench/results/throughput.png`);
+    }
+    if (args['cpu-prof']) say(`cpu profiles will be in ${join(tmp, 'profiles')} once the nodes exit`);
+    ok = true;
+    await group.stopAll();
+    if (args['cpu-prof']) {
+      const dir = join(tmp, 'profiles');
+      say(`cpu profiles: ${existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)).join(' ') : '(none written)'}`);
+    }
+    if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bench: FAILED: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stderr.write(`bench: logs kept in ${tmp}\n`);
+    args.keep = true;
+    return 1;
+  } finally {
+    ok = true;
+    await group.stopAll();
+    if (!args.keep && !args['cpu-prof']) rmSync(tmp, { recursive: true, force: true });
+    else say(`bench: kept ${tmp}`);
+    await sleep(0);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
