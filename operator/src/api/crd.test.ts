@@ -78,7 +78,7 @@ describe('PaxosQuorum CRD', () => {
 
   test('has CEL rules for the replica range and the immutable storage', () => {
     expect(at(root, 'spec')['x-kubernetes-validations']).toEqual([expect.objectContaining({
-      rule: 'self.replicas >= 1 && self.replicas <= 15', message: expect.stringMatching(/^spec\.replicas must be between 1 and 15/),
+      rule: '!has(self.replicas) || (self.replicas >= 1 && self.replicas <= 15)', message: expect.stringMatching(/^spec\.replicas must be between 1 and 15/),
     })]);
     expect(at(root, 'spec.storage')['x-kubernetes-validations']).toEqual([{ rule: 'self == oldSelf', message: 'spec.storage is immutable' }]);
   });
