@@ -128,7 +128,8 @@ async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean): Pr
     const dataDir = join(tmp, `ours-${i}`);
     mkdirSync(dataDir, { recursive: true });
     const nodeFlags = ['--import', 'tsx'];
-    if (cpuProf) nodeFlags.push('--cpu-prof', '--cpu-prof-dir', join(tmp, 'profiles'), '--cpu-prof-name', `ours-${i}.cpuprofile`);
+    // One folder per node: tsx's loader thread writes a profile of its own next to the main thread's.
+    if (cpuProf) nodeFlags.push('--cpu-prof', '--cpu-prof-dir', join(tmp, 'profiles', `ours-${i}`));
     members.push(
       group.spawn(
         `ours-${i}`,
@@ -557,7 +558,8 @@ async function main(): Promise<number> {
     await group.stopAll();
     if (args['cpu-prof']) {
       const dir = join(tmp, 'profiles');
-      say(`cpu profiles: ${existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)).join(' ') : '(none written)'}`);
+      const files = existsSync(dir) ? readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.cpuprofile')) : [];
+      say(`cpu profiles (summarise with: npx tsx bench/profile-summary.ts FILE):\n  ${files.length ? files.map((f) => join(dir, f)).join('\n  ') : '(none written)'}`);
     }
     if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
