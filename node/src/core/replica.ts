@@ -607,6 +607,9 @@ export class Replica implements ReplicaApi {
     const last = this.log.lastSlot;
     for (const [id, p] of this.progress) {
       if (id === this.id) continue;
+      // Slots below our snapshot cannot be sent as entries: the peer pulls the snapshot through
+      // catch-up, and its reported commit index moves `matched` past it (see creditCommit).
+      if (p.next <= this.log.snapshotIndex) continue;
       while (p.next <= last && p.inflight < this.opts.maxInflightPerPeer) {
         const to = Math.min(last, p.next + this.opts.maxBatchEntries - 1);
         const entries: Entry[] = [];
@@ -673,6 +676,7 @@ export class Replica implements ReplicaApi {
     p.lastReplyTick = this.now;
     p.inflight = Math.max(0, p.inflight - 1);
     this.acknowledge(p, m.fromSlot, m.toSlot);
+    this.creditCommit(p, m.commit);
     this.advanceLeaderCommit();
     this.maybeSendTimeoutNow();
   }
@@ -689,6 +693,19 @@ export class Replica implements ReplicaApi {
     } else if (p.ahead.length < this.opts.maxInflightPerPeer * 2) {
       p.ahead.push([from, to]);
     }
+  }
+
+  /**
+   * A peer's commit index is a prefix it holds chosen, hence equal to ours: count it as
+   * acknowledged. This is what moves a peer that caught up by pulling (possibly a snapshot)
+   * past slots we can no longer send because we compacted them.
+   */
+  private creditCommit(p: PeerProgress, peerCommit: number): boolean {
+    const upTo = Math.min(peerCommit, this.commit);
+    if (upTo <= p.matched) return false;
+    this.acknowledge(p, p.matched + 1, upTo);
+    if (p.next <= p.matched) p.next = p.matched + 1;
+    return true;
   }
 
   private onRejected(promised: Ballot): void {
@@ -735,6 +752,7 @@ export class Replica implements ReplicaApi {
     const p = this.progressOf(m.from);
     p.lastReplyTick = this.now;
     p.readAck = Math.max(p.readAck, m.readId);
+    if (this.creditCommit(p, m.commit)) this.maybeSendTimeoutNow();
     this.confirmReads();
   }
 
@@ -866,7 +884,11 @@ export class Replica implements ReplicaApi {
       this.becomeFollower(undefined);
       return;
     }
-    for (const id of this.replicationTargets()) if (!this.progress.has(id)) this.progress.set(id, this.newProgress(this.commit + 1));
+    // Members that were removed are no longer replicated to; new ones are.
+    for (const id of this.learners) if (voters(this.config).includes(id)) this.learners.delete(id);
+    const targets = new Set(this.replicationTargets());
+    for (const id of [...this.progress.keys()]) if (id !== this.id && !targets.has(id)) this.progress.delete(id);
+    for (const id of targets) if (!this.progress.has(id)) this.progress.set(id, this.newProgress(this.commit + 1));
     const deferred = this.deferred;
     this.deferred = [];
     for (const [, command] of deferred) {
