@@ -380,6 +380,9 @@ async function main(): Promise<number> {
   mkdirSync(dataRoot, { recursive: true });
   const tmp = mkdtempSync(join(dataRoot, 'paxos-bench-'));
   let ok = false;
+  group.onInterrupt = () => {
+    if (!args.keep && !args['cpu-prof']) rmSync(tmp, { recursive: true, force: true });
+  };
   try {
     const load0 = loadavg()[0] ?? 0;
     say(`bench: ${quick ? 'quick' : 'full'} run, levels ${LEVELS.join(',')}, ${DURATION_MS / 1000} s each after ${WARMUP_MS / 1000} s warm-up; temp ${tmp}`);
@@ -564,6 +567,9 @@ async function main(): Promise<number> {
     if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
   } catch (err) {
+    if (group.interrupted) {
+      await new Promise(() => undefined); // the signal handler cleans up and exits
+    }
     process.stderr.write(`bench: FAILED: ${(err as Error)?.stack ?? String(err)}\n`);
     process.stderr.write(`bench: logs kept in ${tmp}\n`);
     args.keep = true;

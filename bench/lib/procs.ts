@@ -18,6 +18,10 @@ export interface Managed {
 export class ProcessGroup {
   private readonly procs: Managed[] = [];
   private handlersInstalled = false;
+  /** Set once SIGINT/SIGTERM/SIGHUP arrived. */
+  interrupted = false;
+  /** Runs after the children are gone on an interrupt, before exiting (e.g. remove temp dirs). */
+  onInterrupt: () => void = () => undefined;
 
   /** Spawns `cmd args`, stdout and stderr appended to `logFile`. */
   spawn(name: string, cmd: string, args: readonly string[], logFile: string, opts: SpawnOptions = {}): Managed {
@@ -78,8 +82,15 @@ export class ProcessGroup {
     process.once('exit', () => this.killAllNow());
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       process.once(sig, () => {
+        this.interrupted = true;
         process.stderr.write(`\nbench: ${sig}, stopping everything it started...\n`);
-        void this.stopAll(2000).finally(() => process.exit(130));
+        void this.stopAll(2000).finally(() => {
+          try {
+            this.onInterrupt();
+          } finally {
+            process.exit(130);
+          }
+        });
       });
     }
   }
