@@ -16,6 +16,8 @@
  *   --data-root DIR      where the temporary data directories go (default: the OS temp dir)
  *   --keep               keep the temporary directory (data, logs, profiles)
  *   --cpu-prof           run our nodes with `node --cpu-prof` (profiles kept in the temp dir)
+ *   --compiled           run our nodes as plain JS (node/src transpiled to bench/.build)
+ *                        instead of `node --import tsx node/src/main.ts`
  *   --no-write           do not write bench/results/
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -25,6 +27,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { compileNode } from './lib/compile.js';
 import { measureFloor, type Floor } from './lib/floor.js';
 import { ETCD_COLOR, OURS_COLOR, renderChart } from './lib/plot.js';
 import { ProcessGroup, freePorts, rssMb, sleep, tail, type Managed } from './lib/procs.js';
@@ -46,6 +49,7 @@ const { values: args } = parseArgs({
     'data-root': { type: 'string' },
     keep: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    compiled: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
   },
   strict: true,
@@ -118,7 +122,7 @@ interface Cluster {
   readonly metricsUrls: string[];
 }
 
-async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean): Promise<Cluster> {
+async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean, compiledMain: string | undefined): Promise<Cluster> {
   const ports = await freePorts(6);
   const peerPorts = ports.slice(0, 3);
   const metricPorts = ports.slice(3);
@@ -127,7 +131,7 @@ async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean): Pr
   for (let i = 0; i < 3; i++) {
     const dataDir = join(tmp, `ours-${i}`);
     mkdirSync(dataDir, { recursive: true });
-    const nodeFlags = ['--import', 'tsx'];
+    const nodeFlags = compiledMain ? [] : ['--import', 'tsx'];
     // One folder per node: tsx's loader thread writes a profile of its own next to the main thread's.
     if (cpuProf) nodeFlags.push('--cpu-prof', '--cpu-prof-dir', join(tmp, 'profiles', `ours-${i}`));
     members.push(
@@ -136,7 +140,7 @@ async function startOurs(group: ProcessGroup, tmp: string, cpuProf: boolean): Pr
         process.execPath,
         [
           ...nodeFlags,
-          join(ROOT, 'node', 'src', 'main.ts'),
+          compiledMain ?? join(ROOT, 'node', 'src', 'main.ts'),
           '--id', String(i),
           '--data-dir', dataDir,
           '--peers', peers,
@@ -310,12 +314,22 @@ function internals(system: 'ours' | 'etcd', before: Map<string, number>, after: 
     const persistN = d('paxos_wal_persist_seconds_count');
     const readyN = d('paxos_ready_entries_count');
     const propN = d('paxos_proposal_batch_commands_count');
+    const mb = (k: string): number | null => (after.has(k) ? round((after.get(k) as number) / 2 ** 20, 1) : null);
+    const ms = (k: string): number | null => (after.has(k) ? round((after.get(k) as number) * 1000, 2) : null);
     return {
       fsyncs: syncs,
       writes_per_fsync: syncs > 0 ? round(ops / syncs, 2) : null,
+      // persist = one Ready's write + fdatasync, run synchronously on the event loop
       fsync_mean_ms: persistN > 0 ? round((d('paxos_wal_persist_seconds_sum') / persistN) * 1000, 3) : null,
+      persist_ms_total: round(d('paxos_wal_persist_seconds_sum') * 1000, 0),
       ready_entries_mean: readyN > 0 ? round(d('paxos_ready_entries_sum') / readyN, 2) : null,
       proposal_batch_mean: propN > 0 ? round(d('paxos_proposal_batch_commands_sum') / propN, 2) : null,
+      gc_ms_total: round(d('nodejs_gc_duration_seconds_sum') * 1000, 0),
+      heap_used_mb: mb('nodejs_heap_size_used_bytes'),
+      heap_total_mb: mb('nodejs_heap_size_total_bytes'),
+      external_mb: mb('nodejs_external_memory_bytes'),
+      eventloop_lag_p99_ms: ms('nodejs_eventloop_lag_p99_seconds'),
+      eventloop_lag_max_ms: ms('nodejs_eventloop_lag_max_seconds'),
     };
   }
   const n = d('etcd_disk_wal_fsync_duration_seconds_count');
@@ -330,6 +344,7 @@ function internals(system: 'ours' | 'etcd', before: Map<string, number>, after: 
 
 interface SideResult extends LevelResult {
   readonly rss_max_mb: number | null;
+  readonly rss_max_mb_by_member: Record<string, number | null>;
   readonly leader_internals: Internals;
 }
 
@@ -395,7 +410,9 @@ async function main(): Promise<number> {
     if (etcdBin) say(`etcd: ${etcdBin.version} from ${etcdBin.source}`);
 
     const clusters: Cluster[] = [];
-    if (RUN_OURS) clusters.push(await startOurs(group, tmp, args['cpu-prof'] ?? false));
+    const compiledMain = RUN_OURS && args.compiled ? compileNode(ROOT) : undefined;
+    if (compiledMain) say(`ours: running transpiled JS ${compiledMain}`);
+    if (RUN_OURS) clusters.push(await startOurs(group, tmp, args['cpu-prof'] ?? false, compiledMain));
     if (etcdBin) clusters.push(await startEtcd(group, tmp, etcdBin.path));
     // A member that dies during the run fails it.
     let died: string | undefined;
@@ -424,13 +441,13 @@ async function main(): Promise<number> {
         const load = loads.get(cluster.name) as LoadProc;
         const leaderIdx = Math.max(0, cluster.endpoints.indexOf(load.leader));
         const before = await scrape(cluster.metricsUrls[leaderIdx] as string);
-        let rssMax: number | null = null;
+        const rssMax = new Map<string, number>();
         let sampler: NodeJS.Timeout | undefined;
         const res = await load.run(c, () => {
           sampler = setInterval(() => {
             for (const m of cluster.members) {
               const r = rssMb(m.child.pid);
-              if (r !== null) rssMax = Math.max(rssMax ?? 0, r);
+              if (r !== null) rssMax.set(m.name, Math.max(rssMax.get(m.name) ?? 0, r));
             }
           }, 100);
         });
@@ -438,7 +455,10 @@ async function main(): Promise<number> {
         const after = await scrape(cluster.metricsUrls[leaderIdx] as string);
         const side: SideResult = {
           ...res,
-          rss_max_mb: rssMax === null ? null : round(rssMax, 1),
+          rss_max_mb: rssMax.size === 0 ? null : round(Math.max(...rssMax.values()), 1),
+          rss_max_mb_by_member: Object.fromEntries(
+            cluster.members.map((m, i) => [`${m.name}${i === leaderIdx ? ' (leader)' : ''}`, rssMax.has(m.name) ? round(rssMax.get(m.name) as number, 1) : null]),
+          ),
           leader_internals: internals(cluster.name, before, after, res.ops),
         };
         row[cluster.name] = side;
@@ -518,7 +538,9 @@ async function main(): Promise<number> {
         ours_client: `PaxosClient (node/src/client), ${args['no-pipeline'] ? 'unary calls' : 'Pipeline stream'}, lanes = concurrency, leader endpoint first`,
         etcd_client: 'etcd3 npm client, leader endpoint only',
       },
-      ours: RUN_OURS ? { command: 'node --import tsx node/src/main.ts (3 processes, fsync on, default tunables)' } : null,
+      ours: RUN_OURS
+        ? { command: `${compiledMain ? 'node bench/.build/node/src/main.js (transpiled)' : 'node --import tsx node/src/main.ts'} (3 processes, fsync on, default tunables)` }
+        : null,
       etcd: etcdBin ? { binary: etcdBin.path, version: etcdBin.version, source: etcdBin.source, fsync: 'on (default)' } : null,
       floor,
       rows,
