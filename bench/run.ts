@@ -557,13 +557,15 @@ async function main(): Promise<number> {
     if (!args['no-write']) {
       mkdirSync(RESULTS, { recursive: true });
       const text = `${JSON.stringify(report, null, 2)}\n`;
-      writeFileSync(join(RESULTS, 'latest.json'), text);
-      writeFileSync(join(RESULTS, `run-${when.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`), text);
+      // --compiled runs are kept apart from the reference (tsx) runs
+      const variant = compiledMain ? '-compiled' : '';
+      writeFileSync(join(RESULTS, `latest${variant}.json`), text);
+      writeFileSync(join(RESULTS, `run-${when.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}${variant}.json`), text);
       const series = [];
-      if (RUN_OURS) series.push({ name: 'OURS (PAXOS NODE)', color: OURS_COLOR, wps: rows.map((r) => r.ours?.wps ?? null), p99: rows.map((r) => r.ours?.p99_ms ?? null) });
+      if (RUN_OURS) series.push({ name: compiledMain ? 'OURS (PAXOS NODE, PLAIN JS)' : 'OURS (PAXOS NODE)', color: OURS_COLOR, wps: rows.map((r) => r.ours?.wps ?? null), p99: rows.map((r) => r.ours?.p99_ms ?? null) });
       if (etcdBin) series.push({ name: `ETCD ${etcdBin.version}`, color: ETCD_COLOR, wps: rows.map((r) => r.etcd?.wps ?? null), p99: rows.map((r) => r.etcd?.p99_ms ?? null) });
       writeFileSync(
-        join(RESULTS, 'throughput.png'),
+        join(RESULTS, `throughput${variant}.png`),
         renderChart({
           title: '3-MEMBER QUORUM ON LOOPBACK, 256 B PUTS, FSYNC ON',
           concurrency: rows.map((r) => r.concurrency),
@@ -576,7 +578,7 @@ async function main(): Promise<number> {
           ],
         }),
       );
-      say(`\nwrote bench/results/latest.json, a timestamped copy and bench/results/throughput.png`);
+      say(`\nwrote bench/results/latest${variant}.json, a timestamped copy and bench/results/throughput${variant}.png`);
     }
     if (args['cpu-prof']) say(`cpu profiles will be in ${join(tmp, 'profiles')} once the nodes exit`);
     ok = true;
