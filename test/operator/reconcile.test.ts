@@ -1,0 +1,181 @@
+/**
+ * The reconciler against a real kube-apiserver and kube-controller-manager. The node side is a
+ * test double (sim-nodes.ts); everything Kubernetes is real: owned objects, owner references,
+ * the StatefulSet controller creating and deleting pods, the status subresource.
+ */
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import { Reconciler } from '../../operator/src/controller/reconciler.js';
+import { KubeRest, Resources, resourcePath, type RequestOptions } from '../../operator/src/k8s/rest.js';
+import { MemoryEventRecorder } from '../../operator/src/k8s/events.js';
+import { PAXOSQUORUMS, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
+import type { KubeClients } from '../../operator/src/k8s/client.js';
+import type { NodeAdmin } from '../../operator/src/controller/node-admin.js';
+import { eventually, quiet, quorumManifest, startCluster, stopCluster, type Cluster } from './harness.js';
+import { FakeKubelet, SimNodes } from './sim-nodes.js';
+
+/** A REST client that records every write, so a test can count what one pass wrote. */
+class RecordingRest extends KubeRest {
+  readonly writes: string[] = [];
+  override request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    if (method !== 'GET') this.writes.push(`${method} ${path}`);
+    return super.request<T>(method, path, options);
+  }
+}
+
+/** A node side where no node answers: there is no kubelet, so no pod ever runs. */
+const unreachableNodes: NodeAdmin = {
+  status: () => Promise.reject(new Error('unreachable')),
+  convert: () => Promise.reject(new Error('unreachable')),
+  transferLeadership: () => Promise.reject(new Error('unreachable')),
+  finalize: () => Promise.reject(new Error('unreachable')),
+  close: () => undefined,
+};
+
+describe('Reconciler against a real API server', () => {
+  let cluster: Cluster | undefined;
+  let rest: RecordingRest;
+  let clients: KubeClients;
+  const ns = 'rec';
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    rest = new RecordingRest(cluster.clients.rest.connection);
+    clients = { rest };
+    await cluster.cp.kubectl(['create', 'namespace', ns]);
+  }, 180_000);
+
+  afterAll(async () => {
+    rest?.close();
+    await stopCluster(cluster);
+  }, 60_000);
+
+  const getQuorum = (name: string): Promise<PaxosQuorum> => rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, name));
+  const get = <T extends KubernetesObject>(resource: (typeof Resources)[keyof typeof Resources], name: string): Promise<T> =>
+    rest.get<T>(resourcePath(resource, ns, name));
+  const listPods = async (name: string): Promise<V1Pod[]> =>
+    (await rest.get<{ items: V1Pod[] }>(resourcePath(Resources.pods, ns), { labelSelector: `app.kubernetes.io/instance=${name}` })).items;
+
+  /** One pass with a fresh reconciler (no memory between passes: as if the operator restarted). */
+  async function pass(name: string, admin: NodeAdmin, events = new MemoryEventRecorder()): Promise<string[]> {
+    const reconciler = new Reconciler({
+      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => (pod) => pod.metadata?.name,
+    });
+    const before = rest.writes.length;
+    await reconciler.reconcile(`${ns}/${name}`);
+    return rest.writes.slice(before);
+  }
+
+  it('creates the owned objects with owner references, then changes nothing; status stays truthful with no pods running', async () => {
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'alpha', { replicas: 3 }) });
+    const firstWrites = await pass('alpha', unreachableNodes);
+    expect(firstWrites.filter((write) => write.endsWith('/status'))).toHaveLength(1);
+
+    const quorum = await getQuorum('alpha');
+    expect(quorum.metadata.finalizers).toContain('paxos.quorum.dev/finalizer');
+    const owned: [string, KubernetesObject][] = [
+      ['StatefulSet', await get(Resources.statefulSets, 'alpha')],
+      ['Service', await get(Resources.services, 'alpha-peers')],
+      ['Service', await get(Resources.services, 'alpha')],
+      ['ConfigMap', await get(Resources.configMaps, 'alpha-bootstrap')],
+      ['PodDisruptionBudget', await get(Resources.pdbs, 'alpha')],
+    ];
+    for (const [kind, object] of owned) {
+      expect([kind, object.metadata?.ownerReferences]).toEqual([kind, [expect.objectContaining({
+        kind: 'PaxosQuorum', name: 'alpha', uid: quorum.metadata.uid, controller: true, blockOwnerDeletion: true,
+      })]]);
+    }
+    const sts = owned[0]?.[1] as unknown as { spec: Record<string, unknown> & { replicas: number } };
+    expect(sts.spec).toMatchObject({
+      replicas: 3, serviceName: 'alpha-peers', podManagementPolicy: 'Parallel', updateStrategy: { type: 'OnDelete' },
+      persistentVolumeClaimRetentionPolicy: { whenScaled: 'Delete', whenDeleted: 'Delete' },
+    });
+    const configMap = owned[3]?.[1] as unknown as { data: Record<string, string> };
+    expect(JSON.parse(configMap.data.config ?? '')).toEqual({ epoch: 1, members: [0, 1, 2] });
+    expect(configMap.data.joining).toBe('false');
+    expect((owned[4]?.[1] as unknown as { spec: { minAvailable: number } }).spec.minAvailable).toBe(2);
+
+    expect(quorum.status?.observedGeneration).toBe(quorum.metadata.generation);
+    expect(quorum.status?.selector).toBe('app.kubernetes.io/name=paxos,app.kubernetes.io/instance=alpha');
+    const available = quorum.status?.conditions?.find((condition) => condition.type === 'Available');
+    expect(available).toMatchObject({ status: 'False', reason: 'PodsNotReady', observedGeneration: quorum.metadata.generation });
+
+    // The StatefulSet controller creates the pods; without a kubelet they stay Pending.
+    await eventually('3 pods', async () => ((await listPods('alpha')).length === 3 ? true : undefined));
+    await pass('alpha', unreachableNodes);
+    const settled = await getQuorum('alpha');
+    const versions = await Promise.all(owned.slice(1).map(async ([, object]) =>
+      (await get(kindResource(object), object.metadata?.name ?? '')).metadata?.resourceVersion));
+    const stsGeneration = (await get(Resources.statefulSets, 'alpha')).metadata?.generation;
+
+    const idleWrites = await pass('alpha', unreachableNodes);
+    expect(idleWrites).toEqual([]);
+    expect((await getQuorum('alpha')).metadata.resourceVersion).toBe(settled.metadata.resourceVersion);
+    expect(await Promise.all(owned.slice(1).map(async ([, object]) =>
+      (await get(kindResource(object), object.metadata?.name ?? '')).metadata?.resourceVersion))).toEqual(versions);
+    expect((await get(Resources.statefulSets, 'alpha')).metadata?.generation).toBe(stsGeneration);
+
+    expect(settled.status).toMatchObject({ phase: 'Pending', replicas: 3, readyReplicas: 0 });
+    const stillUnavailable = settled.status?.conditions?.find((condition) => condition.type === 'Available');
+    expect(stillUnavailable?.status).toBe('False');
+    expect(stillUnavailable?.reason).toBe('PodsNotReady');
+    expect(stillUnavailable?.message).toMatch(/0 of 3 pods are ready.*Pending/);
+    expect(stillUnavailable?.lastTransitionTime).toBe(available?.lastTransitionTime);
+  }, 120_000);
+
+  it('acts on a spec change: a new image is written to the pod template', async () => {
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'alpha'), { spec: { image: 'paxosquorum/node:0.2.0' } });
+    const writes = await pass('alpha', unreachableNodes);
+    expect(writes.some((write) => write.includes('/statefulsets/alpha'))).toBe(true);
+    const sts = await get<KubernetesObject & { spec: { template: { spec: { containers: { image: string }[] } } } }>(Resources.statefulSets, 'alpha');
+    expect(sts.spec.template.spec.containers[0]?.image).toBe('paxosquorum/node:0.2.0');
+    const quorum = await getQuorum('alpha');
+    expect(quorum.status?.observedGeneration).toBe(quorum.metadata.generation);
+  }, 60_000);
+
+  it('expands 3 -> 5 and shrinks back to 3 through the planner, one step per pass, resuming from status alone', async () => {
+    const sim = new SimNodes('beta');
+    const kubelet = new FakeKubelet(clients, ns, 'beta', sim);
+    const events = new MemoryEventRecorder();
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'beta', { replicas: 3 }) });
+
+    const converge = async (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<void> => {
+      await eventually(what, async () => {
+        await kubelet.sync();
+        const writes = await pass('beta', sim, events);
+        expect(writes.filter((write) => write.endsWith('/status')).length).toBeLessThanOrEqual(1);
+        return done(await getQuorum('beta')) ? true : undefined;
+      }, 90_000);
+    };
+    const settledOn = (size: number, epoch: number) => (quorum: PaxosQuorum): boolean =>
+      quorum.status?.phase === 'Available' && quorum.status.configEpoch === epoch && quorum.status.members?.length === size
+      && quorum.status.operation == null && [...sim.nodes.values()].every((node) => node.config.prior === undefined);
+
+    await converge('a running 3-node quorum', settledOn(3, 1));
+    expect(sim.leader).toBe(0);
+
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'beta'), { spec: { replicas: 5 } });
+    await converge('expansion to 5', settledOn(5, 2));
+    expect([...sim.nodes.entries()].map(([ordinal, node]) => [ordinal, node.config])).toEqual(
+      [0, 1, 2, 3, 4].map((ordinal) => [ordinal, { epoch: 2, members: [0, 1, 2, 3, 4] }]));
+    // The planner's order: one new pod first, then the original followers, then the leader hands over, then the rest.
+    expect(sim.calls).toEqual(['convert 1 e2', 'convert 2 e2', 'transfer 0->1', 'convert 0 e2', 'finalize 1']);
+    const reasons = events.events.map((event) => event.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['OperationStarted', 'PodStarting', 'NodeConverted', 'LeadershipTransferred', 'Finalized', 'OperationCompleted']));
+
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'beta'), { spec: { replicas: 3 } });
+    await converge('shrink to 3', (quorum) => settledOn(3, 3)(quorum) && quorum.status?.replicas === 3);
+    expect(await listPods('beta')).toHaveLength(3);
+    expect([...sim.nodes.values()].map((node) => node.config)).toEqual([0, 1, 2].map(() => ({ epoch: 3, members: [0, 1, 2] })));
+    const pdb = await get<KubernetesObject & { spec: { minAvailable: number } }>(Resources.pdbs, 'beta');
+    expect(pdb.spec.minAvailable).toBe(2);
+  }, 240_000);
+});
+
+function kindResource(object: KubernetesObject): (typeof Resources)[keyof typeof Resources] {
+  switch (object.kind) {
+    case 'Service': return Resources.services;
+    case 'ConfigMap': return Resources.configMaps;
+    case 'PodDisruptionBudget': return Resources.pdbs;
+    default: return Resources.statefulSets;
+  }
+}
