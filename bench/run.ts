@@ -11,12 +11,14 @@
  *   --levels 1,16,64,256 concurrency levels (in-flight puts)
  *   --duration S         measured seconds per level (default 8, quick 2.5)
  *   --warmup S           warm-up seconds per level (default 2, quick 0.7)
+ *   --rounds N           repeat all levels N times (systems alternate who goes first);
+ *                        the table shows per-level medians, the JSON each round too
  *   --only ours|etcd     run one side only
  *   --no-pipeline        our client: one unary call per put instead of the Pipeline stream
  *   --data-root DIR      where the temporary data directories go (default: the OS temp dir)
  *   --keep               keep the temporary directory (data, logs, profiles)
  *   --cpu-prof           run our nodes with `node --cpu-prof` (profiles kept in the temp dir)
- *   --compiled           run our nodes as plain JS (node/src transpiled to bench/.build)
+ *   --compiled           run our nodes as plain JS (node/src transpiled to node_modules/.cache)
  *                        instead of `node --import tsx node/src/main.ts`
  *   --no-write           do not write bench/results/
  */
@@ -50,6 +52,7 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     compiled: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
   },
   strict: true,
@@ -61,6 +64,7 @@ const DURATION_MS = Number(args.duration ?? (quick ? 2.5 : 8)) * 1000;
 const WARMUP_MS = Number(args.warmup ?? (quick ? 0.7 : 2)) * 1000;
 const RUN_OURS = args.only !== 'etcd';
 const RUN_ETCD = args.only !== 'ours';
+const ROUNDS = Math.max(1, Number(args.rounds ?? 1));
 const HEADLINE_C = 64;
 
 /** Progress and tables go to stderr in --json mode so stdout ends with the JSON line. */
@@ -346,6 +350,8 @@ interface SideResult extends LevelResult {
   readonly rss_max_mb: number | null;
   readonly rss_max_mb_by_member: Record<string, number | null>;
   readonly leader_internals: Internals;
+  /** With --rounds > 1: each round's numbers (the row holds their medians). */
+  readonly rounds?: ReadonlyArray<{ wps: number; p50_ms: number; p99_ms: number; rss_max_mb: number | null }>;
 }
 
 interface Row {
@@ -383,9 +389,62 @@ function table(rows: readonly Row[], floor: Floor): string {
     line(widths.map((w) => '-'.repeat(w))),
     ...body.map(line),
     '',
-    `latencies in ms; RSS = max VmRSS of any member during the level; w/fsync = leader writes per WAL fdatasync`,
+    `latencies in ms; RSS = max VmRSS of any member during the level; w/fsync = leader writes per WAL fdatasync` +
+      (ROUNDS > 1 ? `; medians of ${ROUNDS} rounds (RSS: max)` : ''),
     `floor: loopback RTT p50 ${floor.rtt_p50_ms} ms + 4 KiB append+fdatasync p50 ${floor.fdatasync_p50_ms} ms = ${floor.floor_ms} ms`,
   ].join('\n');
+}
+
+async function measureLevel(cluster: Cluster, load: LoadProc, c: number): Promise<SideResult> {
+  const leaderIdx = Math.max(0, cluster.endpoints.indexOf(load.leader));
+  const before = await scrape(cluster.metricsUrls[leaderIdx] as string);
+  const rssMax = new Map<string, number>();
+  let sampler: NodeJS.Timeout | undefined;
+  const res = await load.run(c, () => {
+    sampler = setInterval(() => {
+      for (const m of cluster.members) {
+        const r = rssMb(m.child.pid);
+        if (r !== null) rssMax.set(m.name, Math.max(rssMax.get(m.name) ?? 0, r));
+      }
+    }, 100);
+  });
+  clearInterval(sampler);
+  const after = await scrape(cluster.metricsUrls[leaderIdx] as string);
+  return {
+    ...res,
+    rss_max_mb: rssMax.size === 0 ? null : round(Math.max(...rssMax.values()), 1),
+    rss_max_mb_by_member: Object.fromEntries(
+      cluster.members.map((m, i) => [`${m.name}${i === leaderIdx ? ' (leader)' : ''}`, rssMax.has(m.name) ? round(rssMax.get(m.name) as number, 1) : null]),
+    ),
+    leader_internals: internals(cluster.name, before, after, res.ops),
+  };
+}
+
+const median = (xs: readonly number[]): number => {
+  const a = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(a.length / 2);
+  return a.length % 2 ? (a[mid] as number) : ((a[mid - 1] as number) + (a[mid] as number)) / 2;
+};
+
+/** Several rounds of one level: medians of rate and latencies, max RSS, summed errors. */
+function aggregate(rs: readonly SideResult[]): SideResult {
+  if (rs.length === 1) return rs[0] as SideResult;
+  const byWps = [...rs].sort((a, b) => a.wps - b.wps);
+  const mid = byWps[Math.floor((byWps.length - 1) / 2)] as SideResult; // internals of the median round
+  const rss = rs.map((r) => r.rss_max_mb).filter((v): v is number => v !== null);
+  return {
+    ...mid,
+    ops: rs.reduce((a, r) => a + r.ops, 0),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    wps: round(median(rs.map((r) => r.wps)), 1),
+    p50_ms: round(median(rs.map((r) => r.p50_ms)), 3),
+    p90_ms: round(median(rs.map((r) => r.p90_ms)), 3),
+    p99_ms: round(median(rs.map((r) => r.p99_ms)), 3),
+    mean_ms: round(median(rs.map((r) => r.mean_ms)), 3),
+    max_ms: Math.max(...rs.map((r) => r.max_ms)),
+    rss_max_mb: rss.length ? Math.max(...rss) : null,
+    rounds: rs.map((r) => ({ wps: r.wps, p50_ms: r.p50_ms, p99_ms: r.p99_ms, rss_max_mb: r.rss_max_mb })),
+  };
 }
 
 async function main(): Promise<number> {
@@ -433,43 +492,34 @@ async function main(): Promise<number> {
       throw new Error(`${(err as Error).message}${died ? `\n${died}` : ''}`);
     });
 
-    const rows: Row[] = [];
-    for (const c of LEVELS) {
+    // Levels run in order; within a level the systems alternate which goes first from round
+    // to round, so that slow drifts of the shared machine's load hit both alike.
+    const raw = new Map<string, SideResult[]>(); // `${system}/${c}` -> one result per round
+    for (let round_ = 0; round_ < ROUNDS; round_++) {
+      if (ROUNDS > 1) say(`round ${round_ + 1}/${ROUNDS}`);
+      for (const c of LEVELS) {
+        const order = round_ % 2 === 0 ? clusters : [...clusters].reverse();
+        for (const cluster of order) {
+          if (died) throw new Error(died);
+          const side = await measureLevel(cluster, loads.get(cluster.name) as LoadProc, c);
+          const key = `${cluster.name}/${c}`;
+          raw.set(key, [...(raw.get(key) ?? []), side]);
+          say(
+            `  c=${String(c).padStart(3)} ${cluster.name.padEnd(4)} ${side.wps.toFixed(0).padStart(6)} w/s  p50 ${side.p50_ms.toFixed(2)} ms  p99 ${side.p99_ms.toFixed(2)} ms` +
+              `  rss ${fmtN(side.rss_max_mb, 0)} MB  writes/fsync ${fmtN(side.leader_internals.writes_per_fsync)}${side.errors ? `  errors ${side.errors} (${side.error_sample})` : ''}`,
+          );
+        }
+      }
+    }
+    const rows: Row[] = LEVELS.map((c) => {
       const row: Row = { concurrency: c };
       for (const cluster of clusters) {
-        if (died) throw new Error(died);
-        const load = loads.get(cluster.name) as LoadProc;
-        const leaderIdx = Math.max(0, cluster.endpoints.indexOf(load.leader));
-        const before = await scrape(cluster.metricsUrls[leaderIdx] as string);
-        const rssMax = new Map<string, number>();
-        let sampler: NodeJS.Timeout | undefined;
-        const res = await load.run(c, () => {
-          sampler = setInterval(() => {
-            for (const m of cluster.members) {
-              const r = rssMb(m.child.pid);
-              if (r !== null) rssMax.set(m.name, Math.max(rssMax.get(m.name) ?? 0, r));
-            }
-          }, 100);
-        });
-        clearInterval(sampler);
-        const after = await scrape(cluster.metricsUrls[leaderIdx] as string);
-        const side: SideResult = {
-          ...res,
-          rss_max_mb: rssMax.size === 0 ? null : round(Math.max(...rssMax.values()), 1),
-          rss_max_mb_by_member: Object.fromEntries(
-            cluster.members.map((m, i) => [`${m.name}${i === leaderIdx ? ' (leader)' : ''}`, rssMax.has(m.name) ? round(rssMax.get(m.name) as number, 1) : null]),
-          ),
-          leader_internals: internals(cluster.name, before, after, res.ops),
-        };
-        row[cluster.name] = side;
-        say(
-          `  c=${String(c).padStart(3)} ${cluster.name.padEnd(4)} ${side.wps.toFixed(0).padStart(6)} w/s  p50 ${side.p50_ms.toFixed(2)} ms  p99 ${side.p99_ms.toFixed(2)} ms` +
-            `  rss ${fmtN(side.rss_max_mb, 0)} MB  writes/fsync ${fmtN(side.leader_internals.writes_per_fsync)}${side.errors ? `  errors ${side.errors} (${side.error_sample})` : ''}`,
-        );
+        const rs = raw.get(`${cluster.name}/${c}`);
+        if (rs) row[cluster.name] = aggregate(rs);
       }
       if (row.ours && row.etcd && row.etcd.wps > 0) row.ratio_wps = round(row.ours.wps / row.etcd.wps, 3);
-      rows.push(row);
-    }
+      return row;
+    });
     for (const l of loads.values()) l.exit();
     if (died) throw new Error(died);
 
@@ -533,13 +583,14 @@ async function main(): Promise<number> {
         closed_loop: true,
         levels: LEVELS,
         duration_s: DURATION_MS / 1000,
+        rounds: ROUNDS,
         warmup_s: WARMUP_MS / 1000,
         client_process: 'separate (bench/load.ts), one per system; systems interleaved per level',
         ours_client: `PaxosClient (node/src/client), ${args['no-pipeline'] ? 'unary calls' : 'Pipeline stream'}, lanes = concurrency, leader endpoint first`,
         etcd_client: 'etcd3 npm client, leader endpoint only',
       },
       ours: RUN_OURS
-        ? { command: `${compiledMain ? 'node bench/.build/node/src/main.js (transpiled)' : 'node --import tsx node/src/main.ts'} (3 processes, fsync on, default tunables)` }
+        ? { command: `${compiledMain ? 'node node_modules/.cache/paxos-bench/node/src/main.js (transpiled node/src)' : 'node --import tsx node/src/main.ts'} (3 processes, fsync on, default tunables)` }
         : null,
       etcd: etcdBin ? { binary: etcdBin.path, version: etcdBin.version, source: etcdBin.source, fsync: 'on (default)' } : null,
       floor,
@@ -572,7 +623,8 @@ async function main(): Promise<number> {
           series,
           floorMs: floor.floor_ms,
           notes: [
-            `${when.slice(0, 19).replace('T', ' ')} UTC, ${quick ? 'QUICK' : 'FULL'} RUN: ${DURATION_MS / 1000} S PER LEVEL AFTER ${WARMUP_MS / 1000} S WARM-UP, CLOSED LOOP`,
+            `${when.slice(0, 19).replace('T', ' ')} UTC, ${quick ? 'QUICK' : 'FULL'} RUN: ${DURATION_MS / 1000} S PER LEVEL AFTER ${WARMUP_MS / 1000} S WARM-UP, CLOSED LOOP` +
+              (ROUNDS > 1 ? `, MEDIAN OF ${ROUNDS} ROUNDS` : ''),
             `MACHINE: ${cpus().length} CORES SHARED WITH OTHER BUILDS AND TESTS - NUMBERS ARE NOISY. LOAD AVG ${load0.toFixed(1)}`,
             `FLOOR = LOOPBACK RTT P50 ${floor.rtt_p50_ms} MS + 4 KIB FDATASYNC P50 ${floor.fdatasync_p50_ms} MS = ${floor.floor_ms} MS`,
           ],

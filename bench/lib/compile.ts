@@ -1,17 +1,21 @@
 /**
  * For `--compiled`: transpiles node/src (no type check, TypeScript's transpileModule) into
- * bench/.build so that the nodes can run as plain `node main.js`, without tsx's loader
+ * node_modules/.cache/paxos-bench (inside the repo so that packages resolve, and where
+ * linters and test runners do not look) so that the nodes can run as plain `node main.js`, without tsx's loader
  * thread and on-the-fly compilation in the process (which add memory and start-up CPU).
  */
 import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import ts from 'typescript';
 
-/** Transpiles `<root>/node/src` to `<root>/bench/.build/node/src`; returns the main.js path. */
+/** Transpiles `<root>/node/src` to `<root>/node_modules/.cache/paxos-bench/node/src`; returns the main.js path. */
 export function compileNode(root: string): string {
   const src = join(root, 'node', 'src');
-  const out = join(root, 'bench', '.build');
+  const out = join(root, 'node_modules', '.cache', 'paxos-bench');
   rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  // below node_modules the package scope stops: say ESM here
+  writeFileSync(join(out, 'package.json'), '{ "type": "module", "private": true }\n');
   const files = (readdirSync(src, { recursive: true, encoding: 'utf8' }) as string[]).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'));
   for (const f of files) {
     const file = join(src, f);
