@@ -139,12 +139,18 @@ describe('Reconciler against a real API server', () => {
     await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'beta', { replicas: 3 }) });
 
     const converge = async (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<void> => {
-      await eventually(what, async () => {
-        await kubelet.sync();
-        const writes = await pass('beta', sim, events);
-        expect(writes.filter((write) => write.endsWith('/status')).length).toBeLessThanOrEqual(1);
-        return done(await getQuorum('beta')) ? true : undefined;
-      }, 90_000);
+      let last: PaxosQuorum | undefined;
+      try {
+        await eventually(what, async () => {
+          await kubelet.sync();
+          const writes = await pass('beta', sim, events);
+          expect(writes.filter((write) => write.endsWith('/status')).length).toBeLessThanOrEqual(1);
+          last = await getQuorum('beta');
+          return done(last) ? true : undefined;
+        }, 60_000);
+      } catch (error) {
+        throw new Error(`${String(error)}\nlast status: ${JSON.stringify(last?.status, null, 1)}\nnodes: ${JSON.stringify([...sim.nodes])} leader ${sim.leader}\ncalls: ${sim.calls.join(', ')}\nevents: ${events.events.map((e) => e.note).join('\n')}`);
+      }
     };
     const settledOn = (size: number, epoch: number) => (quorum: PaxosQuorum): boolean =>
       quorum.status?.phase === 'Available' && quorum.status.configEpoch === epoch && quorum.status.members?.length === size

@@ -161,6 +161,8 @@ export class Reconciler {
     const plan: Plan = decision.step.kind === 'Done' && decision.operation === undefined
       ? { kind: 'roll', step: nextRollStep(views, leader, settledRevision(sts)) }
       : { kind: 'planner', step: decision.step, operation: decision.operation };
+    // The budget follows the decision: no voluntary disruption while a membership change runs.
+    await this.ensureBudget(quorum, owned, sts.spec?.replicas ?? spec.replicas, decision.operation !== undefined);
 
     // The one action this pass may take, if the quorum is healthy enough for any action.
     let action = actionOf(plan);
@@ -259,11 +261,16 @@ export class Reconciler {
     const replicas = owned.statefulSet?.spec?.replicas ?? bootstrap.config.members.length;
     owned.statefulSet = note('StatefulSet', await ensure(clients, STATEFULSET, quorum, owned.statefulSet,
       statefulSet(quorum, spec, image, replicas), (d) => ({ spec: { template: d.spec?.template } })));
-    const reconfiguring = quorum.status?.operation != null;
-    owned.pdb = note('PodDisruptionBudget', await ensure(clients, PDB, quorum, owned.pdb,
-      podDisruptionBudget(quorum, replicas, reconfiguring), (d) => ({ spec: { minAvailable: d.spec?.minAvailable } })));
     if (created.length > 0) await this.options.events.record(quorum, 'Normal', Reason.Created, 'Create', `Created ${created.join(', ')}`);
     if (patched.length > 0) await this.options.events.record(quorum, 'Normal', Reason.Updated, 'Update', `Updated ${patched.join(', ')} to match the spec`);
+  }
+
+  /** Creates or patches the PodDisruptionBudget; see {@link podDisruptionBudget}. */
+  private async ensureBudget(quorum: PaxosQuorum, owned: OwnedObjects, replicas: number, reconfiguring: boolean): Promise<void> {
+    const result = await ensure(this.options.clients, PDB, quorum, owned.pdb, podDisruptionBudget(quorum, replicas, reconfiguring),
+      (d) => ({ spec: { minAvailable: d.spec?.minAvailable } }));
+    owned.pdb = result.object;
+    if (result.change === 'created') await this.options.events.record(quorum, 'Normal', Reason.Created, 'Create', `Created PodDisruptionBudget ${quorum.metadata.name}`);
   }
 
   /** Writes the status if it differs from the stored one: at most one write per pass. */
@@ -375,7 +382,10 @@ function unsafeToAct(
   // A pod the planner stops after finalization is outside the membership; its health does not matter.
   const sick = views.find((view) => required.has(view.ordinal) && !healthy(view));
   if (sick !== undefined) return `member pod ${sick.pod.metadata?.name} is not ready`;
-  const missing = [...required].find((ordinal) => !views.some((view) => view.ordinal === ordinal));
+  // Members of a target being built (joint configuration) start one by one; those of the
+  // configuration in force — the prior while there is one — must all exist.
+  const inForce = membership.prior ?? membership.members;
+  const missing = inForce.find((ordinal) => !views.some((view) => view.ordinal === ordinal));
   if (missing !== undefined && !(action.kind === 'StartPod' && action.ordinal === missing)) return `member pod ${missing} does not exist`;
   return undefined;
 }
