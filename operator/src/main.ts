@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { Controller } from './controller/controller.js';
-import { GrpcNodeAdmin } from './controller/node-admin.js';
+import { ClientNodeAdmin } from './controller/node-admin.js';
 import { Reconciler } from './controller/reconciler.js';
 import { defaultNodeImage } from './controller/resources.js';
 import { loadKubeConfig, makeClients } from './k8s/client.js';
@@ -93,7 +93,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
 export async function run(config: OperatorConfig, log: Logger): Promise<void> {
   const clients = makeClients(loadKubeConfig(config.kubeconfig));
   const metrics = new OperatorMetrics();
-  const admin = new GrpcNodeAdmin();
+  const admin = new ClientNodeAdmin();
   const identity = `${process.env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
   const events = new KubeEventRecorder(clients, log.child({ component: 'events' }), `${GROUP}/operator`, identity);
   const reconciler = new Reconciler({

@@ -1,10 +1,10 @@
 /**
  * What the operator needs from a node's AdminService (proto/paxos.proto), as a small interface
- * so that the reconciler can be tested against a double and the transport swapped for the node
- * client library when it lands. Every call has a deadline.
+ * so that the reconciler can be tested against a double. The production implementation goes
+ * through the node client library. Every call has a deadline.
  */
 import * as grpc from '@grpc/grpc-js';
-import { CHANNEL_OPTIONS, loadProtos } from '../../../node/src/io/proto.js';
+import { AdminClient, PaxosClientError } from '../../../node/src/client/index.js';
 import type { NodeConfig } from '../plan/config.js';
 
 /** A node's answer to `Status`, in the operator's terms. */
@@ -42,61 +42,40 @@ export class NodeAdminError extends Error {
   }
 }
 
-interface WireConfig {
-  epoch: number;
-  members: number[];
-  prior: { ids: number[] } | null;
-}
-
-interface WireStatus {
-  id: number;
-  role: string;
-  leader: number;
-  config: WireConfig | null;
-  fence_epoch: number;
-  commit: number;
-  applied: number;
-  caught_up: boolean;
-  lag: { id: number; lag: number }[];
-  transferring: boolean;
-  ready: boolean;
-}
-
-type UnaryCall = (request: unknown, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, reply: unknown) => void) => void;
-
-/** {@link NodeAdmin} over gRPC with one cached channel per address. */
-export class GrpcNodeAdmin implements NodeAdmin {
-  private readonly clients = new Map<string, grpc.Client>();
+/**
+ * {@link NodeAdmin} over the node client library's `AdminClient` (node/src/client). One client
+ * per deadline, since the library fixes the deadline per client; channels are pooled inside.
+ */
+export class ClientNodeAdmin implements NodeAdmin {
+  private readonly clients = new Map<number, AdminClient>();
 
   async status(address: string, deadlineMs: number): Promise<NodeStatus> {
-    const reply = (await this.call(address, 'Status', {}, deadlineMs)) as WireStatus;
-    const role = reply.role === 'leader' || reply.role === 'candidate' ? reply.role : 'follower';
-    const config = reply.config ?? { epoch: 0, members: [], prior: null };
+    const status = await this.wrap('Status', address, () => this.client(deadlineMs).status(address));
     return {
-      id: reply.id,
-      role,
-      leader: reply.leader >= 0 ? reply.leader : undefined,
-      config: fromWire(config),
-      fenceEpoch: reply.fence_epoch,
-      commit: reply.commit,
-      applied: reply.applied,
-      caughtUp: reply.caught_up,
-      lag: reply.lag ?? [],
-      transferring: reply.transferring,
-      ready: reply.ready,
+      id: status.id,
+      role: status.role,
+      leader: status.leader,
+      config: normalize(status.config),
+      fenceEpoch: status.fenceEpoch,
+      commit: status.commit,
+      applied: status.applied,
+      caughtUp: status.caughtUp,
+      lag: Object.entries(status.lag).map(([id, lag]) => ({ id: Number(id), lag })),
+      transferring: status.transferring,
+      ready: status.ready,
     };
   }
 
   async convert(address: string, config: NodeConfig, deadlineMs: number): Promise<void> {
-    await this.call(address, 'Convert', { config: toWire(config) }, deadlineMs);
+    await this.wrap('Convert', address, () => this.client(deadlineMs).convert(address, config));
   }
 
   async transferLeadership(address: string, target: number, deadlineMs: number): Promise<void> {
-    await this.call(address, 'TransferLeadership', { target }, deadlineMs);
+    await this.wrap('TransferLeadership', address, () => this.client(deadlineMs).transferLeadership(address, target));
   }
 
   async finalize(address: string, deadlineMs: number): Promise<void> {
-    await this.call(address, 'Finalize', {}, deadlineMs);
+    await this.wrap('Finalize', address, () => this.client(deadlineMs).finalize(address, deadlineMs));
   }
 
   close(): void {
@@ -104,35 +83,27 @@ export class GrpcNodeAdmin implements NodeAdmin {
     this.clients.clear();
   }
 
-  private client(address: string): grpc.Client {
-    let client = this.clients.get(address);
+  private client(deadlineMs: number): AdminClient {
+    let client = this.clients.get(deadlineMs);
     if (client === undefined) {
-      const { AdminClient } = loadProtos();
-      client = new AdminClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-      this.clients.set(address, client);
+      client = new AdminClient({ deadlineMs });
+      this.clients.set(deadlineMs, client);
     }
     return client;
   }
 
-  private call(address: string, method: string, request: unknown, deadlineMs: number): Promise<unknown> {
-    const client = this.client(address) as unknown as Record<string, UnaryCall>;
-    const fn = client[method];
-    if (fn === undefined) return Promise.reject(new NodeAdminError(method, address, grpc.status.UNIMPLEMENTED, 'no such method'));
-    return new Promise((resolve, reject) => {
-      fn.call(client, request, { deadline: Date.now() + deadlineMs }, (error, reply) => {
-        if (error) reject(new NodeAdminError(method, address, error.code, error.details || error.message, { cause: error }));
-        else resolve(reply);
-      });
-    });
+  private async wrap<T>(method: string, address: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      const code = error instanceof PaxosClientError ? error.code : grpc.status.UNKNOWN;
+      throw new NodeAdminError(method, address, code, error instanceof Error ? error.message : String(error), { cause: error });
+    }
   }
 }
 
-function fromWire(config: WireConfig): NodeConfig {
+/** Member lists sorted, as the planner compares them element by element. */
+function normalize(config: NodeConfig): NodeConfig {
   const members = [...config.members].sort((a, b) => a - b);
-  if (config.prior === null || config.prior === undefined) return { epoch: config.epoch, members };
-  return { epoch: config.epoch, members, prior: [...config.prior.ids].sort((a, b) => a - b) };
-}
-
-function toWire(config: NodeConfig): WireConfig {
-  return { epoch: config.epoch, members: [...config.members], prior: config.prior === undefined ? null : { ids: [...config.prior] } };
+  return config.prior === undefined ? { epoch: config.epoch, members } : { epoch: config.epoch, members, prior: [...config.prior].sort((a, b) => a - b) };
 }

@@ -93,7 +93,11 @@ export function desiredImage(spec: PaxosQuorumSpec, defaultImage: string): strin
   return spec.image !== '' ? spec.image : defaultImage;
 }
 
-/** The node container. Its command is the image's entrypoint; everything is passed in the environment. */
+/**
+ * The node container. Its command is the image's entrypoint. The node takes its id from the
+ * `-N` suffix of HOSTNAME (the pod name in a StatefulSet), its client port from
+ * PAXOS_CLIENT_PORT (without it the node serves Kv/Admin/Health on the peer port).
+ */
 export function nodeContainer(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image: string): V1Container {
   const { name, namespace } = quorum.metadata;
   const n = names(name);
@@ -103,6 +107,9 @@ export function nodeContainer(quorum: PaxosQuorum, spec: PaxosQuorumSpec, image:
     name: CONTAINER_NAME,
     image,
     imagePullPolicy: spec.imagePullPolicy,
+    // The node reads these two only as flags (node/src/io/config.ts); the env copies below are the
+    // agreed contract and cost nothing.
+    args: [`--election-timeout-ms=${spec.tuning.electionTimeoutMs}`, `--heartbeat-ms=${spec.tuning.heartbeatMs}`],
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
