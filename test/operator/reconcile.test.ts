@@ -56,9 +56,9 @@ describe('Reconciler against a real API server', () => {
     (await rest.get<{ items: V1Pod[] }>(resourcePath(Resources.pods, ns), { labelSelector: `app.kubernetes.io/instance=${name}` })).items;
 
   /** One pass with a fresh reconciler (no memory between passes: as if the operator restarted). */
-  async function pass(name: string, admin: NodeAdmin, events = new MemoryEventRecorder()): Promise<string[]> {
+  async function pass(name: string, admin: NodeAdmin, events = new MemoryEventRecorder(), clock?: () => Date): Promise<string[]> {
     const reconciler = new Reconciler({
-      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => (pod) => pod.metadata?.name,
+      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => (pod) => pod.metadata?.name, clock,
     });
     const before = rest.writes.length;
     await reconciler.reconcile(`${ns}/${name}`);
@@ -175,6 +175,41 @@ describe('Reconciler against a real API server', () => {
     const pdb = await get<KubernetesObject & { spec: { minAvailable: number } }>(Resources.pdbs, 'beta');
     expect(pdb.spec.minAvailable).toBe(2);
   }, 240_000);
+
+  it('reports ReconfigurationBlocked with an Event when a started pod does not come up in time, and recovers when it does', async () => {
+    const sim = new SimNodes('gamma');
+    const kubelet = new FakeKubelet(clients, ns, 'gamma', sim);
+    const events = new MemoryEventRecorder();
+    let offsetMs = 0;
+    const clock = (): Date => new Date(Date.now() + offsetMs);
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'gamma', { replicas: 3, reconfiguration: { stepTimeoutSeconds: 30 } }) });
+    const drive = async (what: string, done: (quorum: PaxosQuorum) => boolean, runKubelet = true): Promise<PaxosQuorum> =>
+      eventually(what, async () => {
+        if (runKubelet) await kubelet.sync();
+        await pass('gamma', sim, events, clock);
+        const quorum = await getQuorum('gamma');
+        return done(quorum) ? quorum : undefined;
+      }, 60_000);
+    await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 1);
+
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'gamma'), { spec: { replicas: 4 } });
+    // No kubelet: pod 3 is created by the StatefulSet controller but never runs.
+    await drive('pod 3 started', (quorum) => quorum.status?.operation?.lastAction?.startsWith('start pod 3') === true, false);
+    const notYet = await drive('a wait within the timeout', () => true, false);
+    expect(notYet.status?.conditions?.find((c) => c.type === 'ReconfigurationBlocked')?.status).toBe('False');
+
+    offsetMs = 31_000;
+    const blocked = await drive('blocked', (quorum) => quorum.status?.phase === 'Blocked', false);
+    const condition = blocked.status?.conditions?.find((c) => c.type === 'ReconfigurationBlocked');
+    expect(condition).toMatchObject({ status: 'True', reason: 'StepTimeout' });
+    expect(condition?.message).toMatch(/No progress for more than 30 s.*pod 3/);
+    expect(events.events.filter((event) => event.reason === 'StepTimeout' && event.type === 'Warning')).toHaveLength(1);
+
+    // The pod comes up: the change goes on and the condition clears.
+    const healed = await drive('recovered', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 2);
+    expect(healed.status?.conditions?.find((c) => c.type === 'ReconfigurationBlocked')?.status).toBe('False');
+    expect([...sim.nodes.values()].map((node) => node.config)).toEqual([0, 1, 2, 3].map(() => ({ epoch: 2, members: [0, 1, 2, 3] })));
+  }, 180_000);
 });
 
 function kindResource(object: KubernetesObject): (typeof Resources)[keyof typeof Resources] {
