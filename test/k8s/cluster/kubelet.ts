@@ -22,7 +22,7 @@
  *
  * Needs root, iproute2, util-linux (unshare, nsenter, mount).
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -457,6 +457,8 @@ class PodWorker {
       await this.prepareVolumes();
       if (this.terminating || this.gone) return;
       this.net = await k.network.attach(this.uid);
+      // Must exist before the first `ip netns exec`, which bind-mounts them over /etc.
+      k.writeHostsNow(this);
       k.writeHosts();
       this.setCondition('PodReadyToStartContainers', true);
       this.requestStatus();
@@ -513,8 +515,7 @@ class PodWorker {
     void (async () => {
       for (const ic of this.initContainers) await ic.kill(this.graceMs(), true);
       this.requestStatus();
-      await this.kubelet.network.detach(this.uid);
-      this.kubelet.writeHosts();
+      await this.releaseNetwork();
     })();
   }
 
@@ -541,20 +542,40 @@ class PodWorker {
   /** The shell script run inside the pod's namespaces for one container. */
   wrapperScript(c: Container, command: readonly string[], workingDir: string | undefined): string {
     const lines = ['#!/bin/sh', 'set -e', `hostname ${shq(this.hostname)}`];
-    for (const m of c.volumeMounts ?? []) {
+    const mounts = (c.volumeMounts ?? []).map((m) => {
       const src0 = this.volumeMounts.get(m.name);
       if (!src0) throw new Error(`volume ${m.name} not prepared`);
       const src = m.subPath ? join(src0, m.subPath) : src0;
       if (m.subPath && !existsSync(src)) mkdirSync(src, { recursive: true });
-      const isDir = statSync(src).isDirectory();
+      return { ...m, src, isDir: statSync(src).isDirectory() };
+    });
+    // Parents before children, like the kubelet.
+    mounts.sort((a, b) => a.mountPath.split('/').length - b.mountPath.split('/').length);
+    // The host root is the container's root, so a mount may hide a later mount's source
+    // (e.g. mountPath /work hides /work/...). Open such sources first and mount them from the
+    // file descriptor, which still refers to the hidden folder.
+    const under = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+    let fd = 3;
+    const from = new Map<number, string>();
+    mounts.forEach((m, i) => {
+      const shadowed = mounts.some((o, j) => j < i && under(m.src, o.mountPath));
+      if (shadowed && fd <= 9) {
+        lines.push(`exec ${fd}<${shq(m.src)}`);
+        from.set(i, `/proc/self/fd/${fd}`);
+        fd++;
+      }
+    });
+    for (const m of mounts) this.kubelet.noteMountpoint(m.mountPath);
+    mounts.forEach((m, i) => {
       lines.push(
-        isDir
+        m.isDir
           ? `mkdir -p ${shq(m.mountPath)}`
           : `mkdir -p ${shq(dirname(m.mountPath))}; [ -e ${shq(m.mountPath)} ] || touch ${shq(m.mountPath)}`,
-        `mount --bind ${shq(src)} ${shq(m.mountPath)}`,
+        `mount --bind ${shq(from.get(i) ?? m.src)} ${shq(m.mountPath)}`,
       );
       if (m.readOnly) lines.push(`mount -o remount,bind,ro ${shq(m.mountPath)}`);
-    }
+    });
+    for (let f = 3; f < fd; f++) lines.push(`exec ${f}<&-`);
     if (workingDir) lines.push(`mkdir -p ${shq(workingDir)}`, `cd ${shq(workingDir)}`);
     lines.push(`exec ${command.map(shq).join(' ')}`, '');
     return lines.join('\n');
@@ -753,10 +774,19 @@ class PodWorker {
       );
       if (updated.metadata.uid === this.uid) this.pod = { ...this.pod, status: updated.status, metadata: { ...this.pod.metadata, ...updated.metadata } };
     } catch (e) {
-      if (e instanceof KubeApiError && (e.status === 404 || e.status === 409)) return;
+      if (e instanceof KubeApiError && (e.status === 404 || e.status === 409 || e.status === 422)) return; // gone or replaced
       this.kubelet.log.warn({ pod: this.key, err: errMsg(e) }, 'status update failed');
       setTimeout(() => this.requestStatus(), 1000);
     }
+  }
+
+  /** Deletes the pod's network namespace; the last IP stays in the reported status. */
+  private async releaseNetwork(): Promise<void> {
+    const ip = this.net?.ip;
+    this.net = undefined;
+    if (ip) this.pod = { ...this.pod, status: { ...this.pod.status, podIP: ip } };
+    await this.kubelet.network.detach(this.uid);
+    this.kubelet.writeHosts();
   }
 
   /** A newer version of the pod object arrived. */
@@ -783,8 +813,7 @@ class PodWorker {
         c.state = { terminated: { exitCode: 0, reason: 'Completed', finishedAt: now() } };
       }
     }
-    await this.kubelet.network.detach(this.uid);
-    this.kubelet.writeHosts();
+    await this.releaseNetwork();
     if (deleteObject && !this.gone) {
       try {
         await this.kubelet.client.delete(`/api/v1/namespaces/${this.pod.metadata.namespace}/pods/${this.pod.metadata.name}`, {
@@ -856,6 +885,7 @@ export class ProcessKubelet {
   private readonly proxySockets = new Set<Socket>();
   private readonly bindingInFlight = new Set<string>();
   private readonly provisioned = new Set<string>();
+  private readonly createdPaths = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private hostsTimer: NodeJS.Timeout | undefined;
   private proxyTimer: NodeJS.Timeout | undefined;
@@ -959,7 +989,30 @@ export class ProcessKubelet {
     this.proxies.clear();
     await Promise.allSettled(this.watches);
     await this.network.teardown();
+    this.removeMountpoints();
     this.client.close();
+  }
+
+  /**
+   * Remembers the parts of a host path that do not exist yet: containers use the host root, so
+   * mount points are created on the host, and {@link stop} removes them again (if empty).
+   */
+  noteMountpoint(path: string): void {
+    for (let p = path; p !== '/' && p !== '.' && !existsSync(p); p = dirname(p)) this.createdPaths.add(p);
+  }
+
+  private removeMountpoints(): void {
+    const paths = [...this.createdPaths].sort((a, b) => b.length - a.length);
+    for (const p of paths) {
+      try {
+        const st = statSync(p);
+        if (st.isDirectory()) rmdirSync(p);
+        else if (st.size === 0) rmSync(p);
+      } catch {
+        /* not empty or already gone */
+      }
+    }
+    this.createdPaths.clear();
   }
 
   /** Path of a container's log file, if the pod runs here. */
@@ -1141,6 +1194,11 @@ export class ProcessKubelet {
         }
       }
     }, 20);
+  }
+
+  /** Writes one pod's hosts and resolv.conf immediately. */
+  writeHostsNow(w: PodWorker): void {
+    if (w.net) this.network.writeEtc(w.net.ns, this.hostsFor(w));
   }
 
   private hostsFor(self: PodWorker): string {

@@ -72,6 +72,7 @@ export class PodNetwork {
   private readonly nsPrefix: string;
   private readonly used = new Map<string, PodNet>();
   private readonly extraAddrs = new Set<string>();
+  private next = 0;
 
   constructor(opts: PodNetworkOptions = {}) {
     const { base, bits } = parseCidr(opts.cidr ?? '10.244.0.0/24');
@@ -121,10 +122,16 @@ export class PodNetwork {
   }
 
   private allocate(): string {
+    // Round-robin, so a just-released IP is not handed out again right away.
     const taken = new Set([...this.used.values()].map((p) => p.ip));
-    for (let i = 2; i < this.size - 1; i++) {
+    const slots = this.size - 3; // minus network, gateway, broadcast
+    for (let n = 0; n < slots; n++) {
+      const i = 2 + ((this.next + n) % slots);
       const ip = ipString(this.base + i);
-      if (!taken.has(ip)) return ip;
+      if (!taken.has(ip)) {
+        this.next = i - 1;
+        return ip;
+      }
     }
     throw new Error('pod CIDR exhausted');
   }
@@ -145,7 +152,10 @@ export class PodNetwork {
     try {
       await run('ip', ['netns', 'del', ns]).catch(() => undefined);
       await run('ip', ['netns', 'add', ns]);
-      await run('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      // The MAC is derived from the IP (0a:58:<ip>), so a reused IP keeps its MAC and stale ARP
+      // entries elsewhere stay valid.
+      const mac = `0a:58:${ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+      await run('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'address', mac, 'netns', ns]);
       await run('ip', ['link', 'set', hostVeth, 'master', this.bridge, 'up']);
       await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       await run('ip', ['-n', ns, 'addr', 'add', `${ip}/${this.prefix}`, 'dev', 'eth0']);
