@@ -328,6 +328,7 @@ function internals(system: 'ours' | 'etcd', before: Map<string, number>, after: 
       persist_ms_total: round(d('paxos_wal_persist_seconds_sum') * 1000, 0),
       ready_entries_mean: readyN > 0 ? round(d('paxos_ready_entries_sum') / readyN, 2) : null,
       proposal_batch_mean: propN > 0 ? round(d('paxos_proposal_batch_commands_sum') / propN, 2) : null,
+      snapshots: d('paxos_snapshots_total'),
       gc_ms_total: round(d('nodejs_gc_duration_seconds_sum') * 1000, 0),
       heap_used_mb: mb('nodejs_heap_size_used_bytes'),
       heap_total_mb: mb('nodejs_heap_size_total_bytes'),
