@@ -18,6 +18,26 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * Starts a tiny shell loop that SIGKILLs process group `pgid` once this Node process is gone.
+ * It covers the cases the 'exit' hook cannot (SIGKILL, SIGTERM without a handler, crashes of
+ * the runtime). It is stopped as soon as the group's leader exits normally.
+ */
+function startWatchdog(pgid: number): ChildProcess | undefined {
+  try {
+    const w = spawn(
+      '/bin/sh',
+      ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -KILL "-$2" 2>/dev/null', 'watchdog', String(process.pid), String(pgid)],
+      { detached: true, stdio: 'ignore' },
+    );
+    w.on('error', () => undefined);
+    w.unref();
+    return w;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options for {@link ManagedProcess.start}. */
 export interface StartProcessOptions {
   /** Executable path. */
@@ -81,10 +101,12 @@ export class ManagedProcess {
     });
     const p = new ManagedProcess(opts.name, opts.logFile, child);
     live.add(p);
+    const watchdog = startWatchdog(p.pid);
     void p.exited.then(() => {
       // The leader is gone; make sure nothing it forked survives, then forget the group.
       p.signalGroup('SIGKILL');
       live.delete(p);
+      if (watchdog?.pid !== undefined && watchdog.exitCode === null) watchdog.kill('SIGKILL');
     });
     return p;
   }
