@@ -84,7 +84,8 @@ describe('process cluster: durability', () => {
     await writeAll(client, 't', 20, acked);
     const leader = await cluster.waitStable(IDS);
     const victim = (leader + 1) % 3;
-    await cluster.stop(victim);
+    const graceful = await cluster.stop(victim);
+    expect(graceful.code).toBe(0); // SIGTERM: finish, flush, exit 0
     const walDir = path.join(cluster.dataDir(victim), 'wal');
     const segment = path.join(walDir, fs.readdirSync(walDir).filter((n) => n.endsWith('.log')).sort().at(-1) as string);
 
