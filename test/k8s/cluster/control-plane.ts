@@ -227,6 +227,7 @@ export class LocalControlPlane {
           '--allow-privileged=true',
           `--kubelet-client-certificate=${pki.admin.cert}`,
           `--kubelet-client-key=${pki.admin.key}`,
+          '--kubelet-preferred-address-types=InternalIP,Hostname',
           '--profiling=false',
           '--v=1',
           ...(opts.apiserverArgs ?? []),

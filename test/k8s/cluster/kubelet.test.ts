@@ -13,6 +13,7 @@ import type { Pod } from './k8s-types.js';
 import { requireTools } from './tools.js';
 
 const ECHO = fileURLToPath(new URL('./fixtures/echo-server.mjs', import.meta.url));
+const GRPC = fileURLToPath(new URL('./fixtures/grpc-health.mjs', import.meta.url));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function httpJson<T>(url: string): Promise<T> {
@@ -175,7 +176,11 @@ describe('ProcessKubelet', () => {
     kubelet = new ProcessKubelet({
       endpoint: { server: cp.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
       runDir: join(cp.runDir, 'kubelet'),
-      images: { 'example/echo': { entrypoint: [process.execPath, ECHO] }, 'example/sh': { entrypoint: ['/bin/sh'] } },
+      images: {
+        'example/echo': { entrypoint: [process.execPath, ECHO] },
+        'example/grpc': { entrypoint: [process.execPath, GRPC] },
+        'example/sh': { entrypoint: ['/bin/sh'] },
+      },
       restartBackoff: { baseMs: 300, maxMs: 2000 },
     });
     await kubelet.start();
@@ -289,6 +294,44 @@ describe('ProcessKubelet', () => {
       return !!cs && cs.restartCount >= 1;
     });
   }, 90_000);
+
+  it('serves container logs to kubectl logs (current and previous)', async () => {
+    const logs = await cp.kubectl(['logs', '-n', 'x', 'web-0']);
+    expect(logs).toContain('echo-server listening on 8080');
+    // web-0 was restarted by the crash test above.
+    const prev = await cp.kubectl(['logs', '-n', 'x', 'web-0', '--previous']);
+    expect(prev).toContain('echo-server listening on 8080');
+    const tail = await cp.kubectl(['logs', '-n', 'x', 'web-0', '--tail=1']);
+    expect(tail.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('gates readiness on grpc and startup probes and runs preStop hooks', async () => {
+    await cp.kubectl(['apply', '-f', '-'], { input: `
+apiVersion: v1
+kind: Pod
+metadata: { name: grpc, namespace: x }
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: example/grpc
+    env: [{ name: HEALTHY_AFTER_MS, value: "2500" }]
+    startupProbe: { tcpSocket: { port: 9090 }, periodSeconds: 1, failureThreshold: 30 }
+    readinessProbe: { grpc: { port: 9090 }, periodSeconds: 1 }
+    lifecycle:
+      preStop: { exec: { command: [/bin/sh, -c, 'echo prestop-ran > /hooks/prestop'] } }
+    volumeMounts: [{ name: hooks, mountPath: /hooks }]
+  volumes: [{ name: hooks, hostPath: { path: ${JSON.stringify(join(cp.runDir, 'hooks'))}, type: DirectoryOrCreate } }]
+` });
+    const t0 = Date.now();
+    await waitFor('grpc started', async () => (await getPod('grpc'))?.status?.containerStatuses?.[0]?.started === true, 30_000);
+    expect(isReady(await getPod('grpc'))).toBe(false);
+    await waitFor('grpc ready', async () => isReady(await getPod('grpc')), 30_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000);
+    await cp.kubectl(['delete', 'pod', '-n', 'x', 'grpc', '--wait=true']);
+    expect(await getPod('grpc')).toBeUndefined();
+    expect(readFileSync(join(cp.runDir, 'hooks', 'prestop'), 'utf8')).toBe('prestop-ran\n');
+  }, 60_000);
 
   it('terminates gracefully on delete and the StatefulSet replaces the pod', async () => {
     const before = (await getPod('web-1')) as Pod;

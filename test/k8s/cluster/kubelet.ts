@@ -22,7 +22,10 @@
  *
  * Needs root, iproute2, util-linux (unshare, nsenter, mount).
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -98,6 +101,12 @@ export interface ProcessKubeletOptions {
   readonly restartBackoff?: { readonly baseMs: number; readonly maxMs: number };
   /** Capacity reported for the node (default 8 CPUs, 16Gi). */
   readonly allocatable?: NodeAllocatable;
+  /**
+   * Port of the kubelet API (container logs only) on the bridge gateway address, so
+   * `kubectl logs` works (default 10250; 0 disables). The apiserver must prefer InternalIP
+   * addresses (LocalControlPlane sets `--kubelet-preferred-address-types=InternalIP`).
+   */
+  readonly kubeletPort?: number;
   /** Logger (default pino at LOCAL_CLUSTER_LOG level, `warn`). */
   readonly logger?: Logger;
 }
@@ -217,11 +226,14 @@ class ContainerRunner {
     const net = this.pod.net;
     if (!net) throw new Error('pod network not ready');
     const startedAt = now();
+    const logFile = join(this.pod.dir, `${this.spec.name}.log`);
+    // Keep the previous attempt's log for `kubectl logs --previous`.
+    if (existsSync(logFile)) renameSync(logFile, join(this.pod.dir, `${this.spec.name}.previous.log`));
     this.proc = await ManagedProcess.start({
       name: `${this.pod.key}/${this.spec.name}`,
       command: 'ip',
       args: ['netns', 'exec', net.ns, 'unshare', '--uts', '--', '/bin/sh', scriptPath],
-      logFile: join(this.pod.dir, `${this.spec.name}.log`),
+      logFile,
       env: this.env,
     });
     this.runStart = Date.now();
@@ -891,6 +903,8 @@ export class ProcessKubelet {
   private proxyTimer: NodeJS.Timeout | undefined;
   private watches: Promise<void>[] = [];
   private readonly apiserver: { host: string; port: number };
+  private readonly kubeletPort: number;
+  private logServer: HttpsServer | undefined;
 
   constructor(opts: ProcessKubeletOptions) {
     this.opts = opts;
@@ -902,6 +916,7 @@ export class ProcessKubelet {
     this.log = opts.logger ?? pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' }).child({ component: 'kubelet' });
     this.backoff = opts.restartBackoff ?? { baseMs: 10_000, maxMs: 300_000 };
     this.allocatable = opts.allocatable ?? { cpu: '8', memory: '16Gi', 'ephemeral-storage': '100Gi' };
+    this.kubeletPort = opts.kubeletPort ?? 10250;
     const u = new URL(opts.endpoint.server);
     this.apiserver = { host: u.hostname, port: Number(u.port || 443) };
     this.data = {
@@ -940,6 +955,7 @@ export class ProcessKubelet {
   async start(): Promise<void> {
     mkdirSync(join(this.runDir, 'pods'), { recursive: true });
     await this.network.setup();
+    if (this.kubeletPort) await this.startLogServer();
     await this.registerNode();
     await this.heartbeat();
     this.timers.push(setInterval(() => void this.heartbeat(), 10_000));
@@ -988,6 +1004,10 @@ export class ProcessKubelet {
     await Promise.all([...this.proxies.values()].map((p) => new Promise<void>((r) => p.server.close(() => r()))));
     this.proxies.clear();
     await Promise.allSettled(this.watches);
+    if (this.logServer) {
+      this.logServer.closeAllConnections();
+      await new Promise<void>((r) => this.logServer?.close(() => r()));
+    }
     await this.network.teardown();
     this.removeMountpoints();
     this.client.close();
@@ -1013,6 +1033,72 @@ export class ProcessKubelet {
       }
     }
     this.createdPaths.clear();
+  }
+
+  /** Serves GET /containerLogs/{ns}/{pod}/{container} like the kubelet API (TLS, self-signed). */
+  private async startLogServer(): Promise<void> {
+    const dir = join(this.runDir, 'kubelet-pki');
+    mkdirSync(dir, { recursive: true });
+    const key = join(dir, 'kubelet.key');
+    const cert = join(dir, 'kubelet.crt');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '30', '-subj', `/CN=${this.nodeName}`, '-addext', `subjectAltName=IP:${this.network.gateway},DNS:${this.nodeName}`,
+    ], { stdio: 'ignore' });
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => this.serveLogs(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.kubeletPort, this.network.gateway, () => resolve());
+    });
+    this.logServer = server;
+  }
+
+  private serveLogs(req: IncomingMessage, res: ServerResponse): void {
+    const u = new URL(req.url ?? '/', 'https://kubelet');
+    const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(u.pathname);
+    if (req.method !== 'GET' || !m) {
+      res.writeHead(404).end('only /containerLogs is implemented by the process kubelet\n');
+      return;
+    }
+    const [, ns, pod, container] = m.map((x) => decodeURIComponent(x ?? ''));
+    const current = this.logPath(ns ?? '', pod ?? '', container ?? '');
+    const path = current && u.searchParams.get('previous') === 'true' ? current.replace(/\.log$/, '.previous.log') : current;
+    if (!path || !existsSync(path)) {
+      res.writeHead(404).end(`container ${container} in pod ${ns}/${pod} has no logs here\n`);
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    let text = readFileSync(path, 'utf8');
+    const tail = Number(u.searchParams.get('tailLines') ?? NaN);
+    if (Number.isInteger(tail) && tail >= 0) {
+      const lines = text.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      text = lines.slice(Math.max(0, lines.length - tail)).map((l) => `${l}\n`).join('');
+    }
+    res.write(text);
+    if (u.searchParams.get('follow') !== 'true') {
+      res.end();
+      return;
+    }
+    let pos = statSync(path).size;
+    const timer = setInterval(() => {
+      try {
+        const size = statSync(path).size;
+        if (size < pos) pos = 0;
+        if (size > pos) {
+          const fd = openSync(path, 'r');
+          const buf = Buffer.alloc(size - pos);
+          readSync(fd, buf, 0, buf.length, pos);
+          closeSync(fd);
+          pos = size;
+          res.write(buf);
+        }
+      } catch {
+        clearInterval(timer);
+        res.end();
+      }
+    }, 250);
+    req.on('close', () => clearInterval(timer));
   }
 
   /** Path of a container's log file, if the pod runs here. */
@@ -1065,7 +1151,7 @@ export class ProcessKubelet {
         { type: 'InternalIP', address: this.network.gateway },
         { type: 'Hostname', address: this.nodeName },
       ],
-      daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
+      daemonEndpoints: { kubeletEndpoint: { Port: this.kubeletPort } },
       nodeInfo: {
         machineID: 'process-kubelet', systemUUID: 'process-kubelet', bootID: String(process.pid),
         kernelVersion: '', osImage: 'process-kubelet', containerRuntimeVersion: 'process://1',
