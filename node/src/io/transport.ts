@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { Message, NodeId } from '../core/types.js';
 import { WireFormatError, decodeMessage, encodeMessage, type WireMessage } from './codec.js';
 import type { NodeMetrics } from './metrics.js';
-import { CHANNEL_OPTIONS, loadProtos } from './proto.js';
+import { CHANNEL_OPTIONS, GRPC_MESSAGE_BYTES_MAX, loadProtos } from './proto.js';
 
 /** Tunables of the transport. */
 export interface TransportLimits {
@@ -159,6 +159,13 @@ export class PeerTransport {
         // Replacing an unfinished transfer is fine: the newer snapshot supersedes it.
         const header = encodeMessage(m);
         link.snapshot = { transferId: this.nextTransferId++, header, data: Buffer.from(m.snapshot.data, 'utf8'), offset: 0 };
+        continue;
+      }
+      if (estimateBytes(m) > GRPC_MESSAGE_BYTES_MAX - 64 * 1024) {
+        // It could never be sent: writing it would fail the whole stream, again on every
+        // retry. Drop it loudly; the core must bound its batches in bytes, not only in count.
+        this.options.metrics?.peerMessagesDropped.inc({ peer: String(m.to), reason: 'oversized' });
+        this.log.error({ peer: m.to, type: m.type, estimatedBytes: estimateBytes(m) }, 'dropping a message larger than the gRPC message bound');
         continue;
       }
       link.queue.push(m);
