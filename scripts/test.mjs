@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 const steps = [
   ['typecheck', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['lint', 'npx', ['eslint', '.']],
-  ['jest', 'node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', '--outputFile=.jest-results.json', ...process.argv.slice(2)]],
+  ['jest', 'node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', '--outputFile=.jest-results.json', '--forceExit', ...process.argv.slice(2)]],
 ];
 let passed = 0;
 let failed = 0;
