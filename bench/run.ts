@@ -216,7 +216,7 @@ interface LoadProc {
   exit(): void;
 }
 
-async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pipeline: boolean): Promise<LoadProc> {
+async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pipeline: boolean, failure: () => string | undefined): Promise<LoadProc> {
   const spec: LoadSpec = {
     system: cluster.name,
     endpoints: cluster.endpoints,
@@ -256,6 +256,8 @@ async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pip
     for (;;) {
       const i = events.findIndex((e) => e.event === event);
       if (i >= 0) return events.splice(i, 1)[0] as Record<string, unknown>;
+      const failed = failure();
+      if (failed) throw new Error(failed);
       if (exited) throw new Error(`${cluster.name} load generator exited: ${errLines.join('').trim().split('\n').slice(-10).join('\n')}`);
       if (Date.now() > until) throw new Error(`${cluster.name} load generator: no "${event}" within ${timeoutMs} ms`);
       await new Promise<void>((r) => {
@@ -486,11 +488,12 @@ async function main(): Promise<number> {
     await Promise.all(
       clusters.map(async (c) => {
         const t0 = Date.now();
-        loads.set(c.name, await startLoad(group, tmp, c, !(args['no-pipeline'] ?? false)));
+        loads.set(c.name, await startLoad(group, tmp, c, !(args['no-pipeline'] ?? false), () => died));
         say(`${c.name}: 3 members up, leader ${loads.get(c.name)?.leader} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       }),
     ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}${died ? `\n${died}` : ''}`);
+      const msg = (err as Error).message;
+      throw new Error(died && !msg.includes(died) ? `${msg}\n${died}` : msg);
     });
 
     // Levels run in order; within a level the systems alternate which goes first from round
