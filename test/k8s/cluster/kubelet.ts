@@ -714,7 +714,7 @@ class PodWorker {
       } else if (v.projected) {
         await this.projectVolume(v, dir, false);
       } else if (v.persistentVolumeClaim) {
-        const path = await k.pvcPath(ns, v.persistentVolumeClaim.claimName);
+        const path = await k.pvcPath(ns, v.persistentVolumeClaim.claimName, () => !!this.terminating || this.gone);
         this.volumeMounts.set(v.name, path);
         continue;
       } else {
@@ -847,6 +847,8 @@ class PodWorker {
     this.gone = true;
     if (this.statusTimer) clearTimeout(this.statusTimer);
     if (wasTerminating) {
+      // Force-deleted while terminating gracefully: cut the grace period short.
+      await Promise.all(this.allRunners().map((c) => c.kill(0, true)));
       await wasTerminating;
       return;
     }
@@ -1475,7 +1477,7 @@ export class ProcessKubelet {
   }
 
   /** Waits until a PVC is bound and returns the host folder backing it. */
-  async pvcPath(ns: string, claim: string): Promise<string> {
+  async pvcPath(ns: string, claim: string, cancelled: () => boolean = () => false): Promise<string> {
     for (let i = 0; ; i++) {
       const pvc = await this.client.get<PersistentVolumeClaim>(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${claim}`);
       if (pvc?.spec.volumeName && pvc.status?.phase === 'Bound') {
@@ -1485,7 +1487,7 @@ export class ProcessKubelet {
         mkdirSync(path, { recursive: true });
         return path;
       }
-      if (this.abort.signal.aborted) throw new Error('kubelet stopping');
+      if (this.abort.signal.aborted || cancelled()) throw new Error('pod or kubelet stopping');
       if (i > 0 && i % 20 === 0) this.log.info({ pvc: `${ns}/${claim}` }, 'waiting for PVC to be bound');
       await sleep(500);
     }
