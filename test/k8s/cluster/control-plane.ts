@@ -24,10 +24,14 @@ import { pino, type Logger } from 'pino';
 import { generatePki, writeKubeconfig, type LocalPki } from './pki.js';
 import { ManagedProcess } from './process.js';
 import { REPO_ROOT, requireTools, toolsBinDir } from './tools.js';
+import { acquireSlot, releaseSlot, slotNetwork, tryAcquireSlot, type SlotNetwork } from './slots.js';
 
-/** Service CIDR of the local cluster; its first IP (10.0.0.1) is the `kubernetes` service. */
+/**
+ * Service CIDR of a cluster in slot 0; its first IP (10.0.0.1) is the `kubernetes` service.
+ * A cluster in slot N uses 10.0.N.0/24 (see slots.ts), so parallel clusters don't collide.
+ */
 export const SERVICE_CIDR = '10.0.0.0/24';
-/** Pod CIDR handed out by the process kubelet. */
+/** Pod CIDR of slot 0 (slot N: 10.244.N.0/24). */
 export const POD_CIDR = '10.244.0.0/24';
 
 /** Options for {@link LocalControlPlane.start}. */
@@ -57,6 +61,11 @@ export interface ControlPlaneOptions {
   readonly extraApiserverIps?: readonly string[];
   /** Node name for the node client certificate (default `local`). */
   readonly nodeName?: string;
+  /**
+   * Network slot (service CIDR 10.0.N.0/24, pod CIDR 10.244.N.0/24, bridge kpbrN). Default:
+   * the lowest free slot on this machine, held until stop().
+   */
+  readonly slot?: number;
   /** Logger for launcher messages (default: pino at LOCAL_CLUSTER_LOG level, `warn`). */
   readonly logger?: Logger;
 }
@@ -132,6 +141,9 @@ export class LocalControlPlane {
   /** Absolute paths of the binaries in use (valid after start()). */
   bins: { etcd: string; 'kube-apiserver': string; 'kube-controller-manager': string; kubectl: string } | undefined;
 
+  /** The network slot in use (valid after start()); pass `network.slot` to ProcessKubelet. */
+  network: SlotNetwork | undefined;
+
   private procs: ManagedProcess[] = [];
   private log: Logger = pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' });
   private keep = false;
@@ -158,6 +170,9 @@ export class LocalControlPlane {
     this.bins = bins;
     const deadline = Date.now() + (opts.startTimeoutMs ?? 120_000);
 
+    if (opts.slot !== undefined && !tryAcquireSlot(opts.slot)) throw new Error(`local-cluster slot ${opts.slot} is in use`);
+    const net = slotNetwork(opts.slot ?? acquireSlot());
+    this.network = net;
     this.runDir = opts.runDir ?? join(REPO_ROOT, '.local-cluster', `cp-${Date.now()}-${process.pid}`);
     const logs = join(this.runDir, 'logs');
     mkdirSync(logs, { recursive: true });
@@ -167,7 +182,7 @@ export class LocalControlPlane {
     try {
       const pki = generatePki(join(this.runDir, 'pki'), {
         nodeName: opts.nodeName ?? 'local',
-        extraIps: [advertise, ...(opts.extraApiserverIps ?? [])],
+        extraIps: [advertise, net.apiServiceIp, ...(opts.extraApiserverIps ?? [])],
       });
       this.pki = pki;
       const env: NodeJS.ProcessEnv = { ...process.env, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' };
@@ -220,7 +235,7 @@ export class LocalControlPlane {
           `--client-ca-file=${pki.ca.cert}`,
           '--authorization-mode=Node,RBAC',
           '--enable-admission-plugins=NodeRestriction',
-          `--service-cluster-ip-range=${SERVICE_CIDR}`,
+          `--service-cluster-ip-range=${net.serviceCidr}`,
           '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
           `--service-account-key-file=${pki.serviceAccount.pub}`,
           `--service-account-signing-key-file=${pki.serviceAccount.key}`,
@@ -277,7 +292,7 @@ export class LocalControlPlane {
           `--root-ca-file=${pki.ca.cert}`,
           `--cluster-signing-cert-file=${pki.ca.cert}`,
           `--cluster-signing-key-file=${pki.ca.key}`,
-          `--service-cluster-ip-range=${SERVICE_CIDR}`,
+          `--service-cluster-ip-range=${net.serviceCidr}`,
           '--leader-elect=false',
           '--profiling=false',
           '--v=1',
@@ -369,5 +384,6 @@ export class LocalControlPlane {
     }
     this.procs = [];
     if (this.runDir && !this.keep) rmSync(this.runDir, { recursive: true, force: true });
+    if (this.network) releaseSlot(this.network.slot);
   }
 }

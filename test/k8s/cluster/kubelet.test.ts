@@ -176,6 +176,7 @@ describe('ProcessKubelet', () => {
     kubelet = new ProcessKubelet({
       endpoint: { server: cp.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
       runDir: join(cp.runDir, 'kubelet'),
+      slot: cp.network?.slot,
       images: {
         'example/echo': { entrypoint: [process.execPath, ECHO] },
         'example/grpc': { entrypoint: [process.execPath, GRPC] },
@@ -205,7 +206,7 @@ describe('ProcessKubelet', () => {
       const b = await getPod('web-1');
       return isReady(a) && isReady(b) ? [a as Pod, b as Pod] : undefined;
     });
-    expect(p0.status?.podIP).toMatch(/^10\.244\.0\.\d+$/);
+    expect(p0.status?.podIP).toMatch(new RegExp(`^10\\.244\\.${cp.network?.slot}\\.\\d+$`));
     expect(p1.status?.podIP).not.toBe(p0.status?.podIP);
     const pvc = await cp.kubectl(['get', 'pvc', '-n', 'x', 'data-web-0', '-o', 'jsonpath={.status.phase}']);
     expect(pvc).toBe('Bound');
@@ -222,7 +223,7 @@ describe('ProcessKubelet', () => {
     expect(info.env.MEM_LIMIT).toBe('256');
     expect(info.env.MODE).toBe('fast');
     expect(info.env.PASSWORD).toBe('s3cret');
-    expect(info.env.KUBERNETES_SERVICE_HOST).toBe('10.0.0.1');
+    expect(info.env.KUBERNETES_SERVICE_HOST).toBe(cp.network?.apiServiceIp);
     expect(info.env.WEBC_SERVICE_PORT).toBe('80');
     expect(info.saFiles.sort()).toEqual(['ca.crt', 'namespace', 'token']);
     expect(info.namespaceFile).toBe('x');
@@ -245,7 +246,7 @@ describe('ProcessKubelet', () => {
     expect(await lookup('web-1.web.x.svc.cluster.local')).toEqual([p1.status?.podIP]);
     const svc = await cp.kubectl(['get', 'svc', '-n', 'x', 'webc', '-o', 'jsonpath={.spec.clusterIP}']);
     expect(await lookup('webc')).toEqual([svc]);
-    expect(await lookup('kubernetes.default.svc')).toEqual(['10.0.0.1']);
+    expect(await lookup('kubernetes.default.svc')).toEqual([cp.network?.apiServiceIp]);
     const viaService = await httpJson<{ status: number; body: string }>(podUrl(p0, `/fetch?url=${encodeURIComponent('http://webc/healthz')}`));
     expect(viaService.status).toBe(200);
   }, 30_000);

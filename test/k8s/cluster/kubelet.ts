@@ -46,6 +46,7 @@ import type {
   DownwardAPIVolumeFile,
 } from './k8s-types.js';
 import { PodNetwork, run, type PodNet } from './netns.js';
+import { slotNetwork } from './slots.js';
 import { ManagedProcess } from './process.js';
 import { ProbeRunner, runProbe, resolvePort, type ProbeContext } from './probes.js';
 import {
@@ -87,9 +88,14 @@ export interface ProcessKubeletOptions {
   readonly images: ImageResolver;
   /** Node name (default `local`). */
   readonly nodeName?: string;
-  /** Pod CIDR (default 10.244.0.0/24). */
+  /**
+   * Network slot of the cluster (LocalControlPlane's `network.slot`): pod CIDR 10.244.N.0/24,
+   * bridge kpbrN, namespaces kpN-*. Default 0. `podCidr`/`bridge` override.
+   */
+  readonly slot?: number;
+  /** Pod CIDR (default from the slot). */
   readonly podCidr?: string;
-  /** Bridge name (default `kpbr0`). */
+  /** Bridge name (default from the slot). */
   readonly bridge?: string;
   /** Bind unscheduled pods to this node (default true). */
   readonly bindPods?: boolean;
@@ -906,6 +912,7 @@ export class ProcessKubelet {
   private watches: Promise<void>[] = [];
   private readonly apiserver: { host: string; port: number };
   private readonly kubeletPort: number;
+  private readonly podCidr: string;
   private logServer: HttpsServer | undefined;
 
   constructor(opts: ProcessKubeletOptions) {
@@ -913,7 +920,9 @@ export class ProcessKubelet {
     this.nodeName = opts.nodeName ?? 'local';
     this.runDir = opts.runDir;
     this.images = opts.images;
-    this.network = new PodNetwork({ cidr: opts.podCidr, bridge: opts.bridge });
+    const slot = slotNetwork(opts.slot ?? 0);
+    this.podCidr = opts.podCidr ?? slot.podCidr;
+    this.network = new PodNetwork({ cidr: this.podCidr, bridge: opts.bridge ?? slot.bridge, nsPrefix: slot.nsPrefix });
     this.client = new KubeClient(opts.endpoint);
     this.log = opts.logger ?? pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' }).child({ component: 'kubelet' });
     this.backoff = opts.restartBackoff ?? { baseMs: 10_000, maxMs: 300_000 };
@@ -1124,7 +1133,7 @@ export class ProcessKubelet {
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name: this.nodeName, labels: this.nodeLabels },
-      spec: { podCIDR: this.opts.podCidr ?? '10.244.0.0/24', podCIDRs: [this.opts.podCidr ?? '10.244.0.0/24'] },
+      spec: { podCIDR: this.podCidr, podCIDRs: [this.podCidr] },
     };
     try {
       await this.client.create('/api/v1/nodes', node);

@@ -57,6 +57,7 @@ if (values.kubelet) {
   kubelet = new ProcessKubelet({
     endpoint: { server: cp.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
     runDir: join(cp.runDir, 'kubelet'),
+    slot: cp.network?.slot,
     images,
     logger: log.child({ component: 'kubelet' }),
   });
