@@ -1,0 +1,103 @@
+/**
+ * The operator against a real API server AND real Paxos node processes (node/src/main.ts on
+ * 127.0.0.1, one per pod; see process-nodes.ts): a 3-node quorum is created, grown to 5 and
+ * shrunk back to 3 while a client keeps writing, with the production NodeAdmin (the node
+ * client library over gRPC).
+ */
+import { PaxosClient } from '../../node/src/client/index.js';
+import { ClientNodeAdmin } from '../../operator/src/controller/node-admin.js';
+import { Reconciler } from '../../operator/src/controller/reconciler.js';
+import { MemoryEventRecorder } from '../../operator/src/k8s/events.js';
+import { PAXOSQUORUMS, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
+import { resourcePath } from '../../operator/src/k8s/rest.js';
+import { eventually, quiet, quorumManifest, sleep, startCluster, stopCluster, type Cluster } from './harness.js';
+import { ProcessKubelet } from './process-nodes.js';
+
+describe('resize with real node processes', () => {
+  let cluster: Cluster | undefined;
+  let kubelet: ProcessKubelet | undefined;
+  const admin = new ClientNodeAdmin();
+  const ns = 'real';
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    await cluster.cp.kubectl(['create', 'namespace', ns]);
+  }, 180_000);
+
+  afterAll(async () => {
+    admin.close();
+    await kubelet?.stop();
+    await stopCluster(cluster);
+  }, 60_000);
+
+  it('creates 3 nodes, expands to 5 and shrinks to 3 while a client writes', async () => {
+    const { clients, cp } = cluster as Cluster;
+    kubelet = new ProcessKubelet(clients, ns, 'kv', 5);
+    await kubelet.init();
+    const k = kubelet;
+    const events = new MemoryEventRecorder();
+    const reconciler = new Reconciler({
+      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
+      statusDeadlineMs: 2_000,
+    });
+    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
+    let last: PaxosQuorum | undefined;
+    const converge = async (what: string, done: (q: PaxosQuorum) => boolean): Promise<void> => {
+      try {
+        await eventually(what, async () => {
+          await k.sync();
+          await reconciler.reconcile(`${ns}/kv`).catch(() => undefined); // a failed step is retried, as the queue would
+          last = await get();
+          return done(last) ? true : undefined;
+        }, 120_000);
+      } catch (error) {
+        throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
+      }
+    };
+    const settled = (size: number, epoch: number) => (q: PaxosQuorum): boolean =>
+      q.status?.phase === 'Available' && q.status.configEpoch === epoch && q.status.readyReplicas === size
+      && q.status.replicas === size && q.status.operation == null
+      && (q.status.members ?? []).every((m) => m.epoch === epoch && m.healthy);
+
+    await cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'kv', { replicas: 3 }) });
+    await converge('3 nodes with a leader', settled(3, 1));
+
+    // A client writes throughout the resizes; every acknowledged write must be readable at the end.
+    const client = new PaxosClient({ endpoints: kubelet.endpoints(), deadlineMs: 20_000 });
+    const acknowledged = new Map<string, string>();
+    let writing = true;
+    let failures = 0;
+    const writer = (async () => {
+      for (let i = 0; writing; i += 1) {
+        try {
+          await client.put(`k${i % 50}`, `v${i}`);
+          acknowledged.set(`k${i % 50}`, `v${i}`);
+        } catch {
+          failures += 1;
+        }
+        await sleep(20);
+      }
+    })();
+
+    try {
+      await cp.kubectl(['scale', 'paxosquorum/kv', '-n', ns, '--replicas=5']);
+      await converge('expansion to 5', settled(5, 2));
+      await cp.kubectl(['scale', 'paxosquorum/kv', '-n', ns, '--replicas=3']);
+      await converge('shrink to 3', settled(3, 3));
+    } finally {
+      writing = false;
+      await writer;
+    }
+    expect(acknowledged.size).toBeGreaterThan(0);
+    const reader = new PaxosClient({ endpoints: kubelet.endpoints(), deadlineMs: 20_000 });
+    try {
+      for (const [key, value] of acknowledged) expect([key, await reader.get(key)]).toEqual([key, value]);
+    } finally {
+      reader.close();
+      client.close();
+    }
+    const reasons = events.events.map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['PodStarting', 'NodeConverted', 'LeadershipTransferred', 'Finalized', 'PodStopping']));
+    expect(failures).toBeLessThan(acknowledged.size);
+  }, 400_000);
+});
