@@ -17,7 +17,8 @@
  *   --no-pipeline        our client: one unary call per put instead of the Pipeline stream
  *   --data-root DIR      where the temporary data directories go (default: the OS temp dir)
  *   --keep               keep the temporary directory (data, logs, profiles)
- *   --cpu-prof           run our nodes with `node --cpu-prof` (profiles kept in the temp dir)
+ *   --cpu-prof           run our nodes and the load generators with `node --cpu-prof`
+ *                        (profiles kept in the temp dir)
  *   --compiled           run our nodes as plain JS (node/src transpiled to node_modules/.cache)
  *                        instead of `node --import tsx node/src/main.ts`
  *   --no-write           do not write bench/results/
@@ -226,7 +227,8 @@ async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pip
     pipeline,
   };
   const logFile = join(tmp, `load-${cluster.name}.log`);
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'load.ts'), JSON.stringify(spec)], {
+  const profFlags = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(tmp, 'profiles', `load-${cluster.name}`)] : [];
+  const child = spawn(process.execPath, [...profFlags, '--import', 'tsx', join(ROOT, 'bench', 'load.ts'), JSON.stringify(spec)], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -525,6 +527,8 @@ async function main(): Promise<number> {
       return row;
     });
     for (const l of loads.values()) l.exit();
+    // let them exit by themselves (a --cpu-prof profile is written at exit)
+    await Promise.race([Promise.all([...loads.values()].map((l) => l.managed.exited)), sleep(5000)]);
     if (died) throw new Error(died);
 
     const head = rows.find((r) => r.concurrency === HEADLINE_C) ?? rows[rows.length - 1];
