@@ -19,6 +19,8 @@ export const DEFAULT_WORLD_OPTIONS: WorldOptions = {
       electionTimeoutTicks: 20,
       heartbeatTicks: 4,
       maxBatchEntries: 16,
+      // Small enough that multi-entry batches get split by size too.
+      maxBatchBytes: 1024,
       maxInflightPerPeer: 8,
       maxPendingProposals: 64,
       maxPendingReads: 64,

@@ -44,6 +44,7 @@ export const DEFAULT_REPLICA_OPTIONS = {
   electionTimeoutTicks: 10,
   heartbeatTicks: 2,
   maxBatchEntries: 512,
+  maxBatchBytes: 4 * 1024 * 1024,
   maxInflightPerPeer: 8,
   maxPendingProposals: 8192,
   maxPendingReads: 4096,
@@ -260,11 +261,12 @@ export class Replica implements ReplicaApi {
     return { ok: true };
   }
 
-  compact(index: number, data: string): void {
-    if (index <= this.log.snapshotIndex) return;
+  compact(index: number, data: string): Snapshot | undefined {
+    if (index <= this.log.snapshotIndex) return undefined;
     if (index > this.emitted) throw new Error(`cannot compact to ${index}: only ${this.emitted} applied`);
     const snapshot: Snapshot = { index, config: this.finalizedAt(index), data };
     this.log.compact(snapshot);
+    return snapshot;
   }
 
   // ---------------------------------------------------------------- outputs
@@ -611,16 +613,10 @@ export class Replica implements ReplicaApi {
       // catch-up, and its reported commit index moves `matched` past it (see creditCommit).
       if (p.next <= this.log.snapshotIndex) continue;
       while (p.next <= last && p.inflight < this.opts.maxInflightPerPeer) {
-        const to = Math.min(last, p.next + this.opts.maxBatchEntries - 1);
-        const entries: Entry[] = [];
-        for (let s = p.next; s <= to; s++) {
-          const e = this.log.get(s);
-          if (e === undefined) break;
-          entries.push(e);
-        }
+        const entries = this.batchFrom(p.next, last);
         if (entries.length === 0) break;
         this.send(id, { type: 'accept', ballot: this.ballot, entries, commit: this.commit });
-        p.next = to + 1;
+        p.next = (entries[entries.length - 1] as Entry).slot + 1;
         p.inflight++;
       }
     }
@@ -811,13 +807,7 @@ export class Replica implements ReplicaApi {
       this.send(m.from, { type: 'catchupReply', entries: [], snapshot: snap, ...base });
       return;
     }
-    const entries: Entry[] = [];
-    for (let s = m.fromSlot; s <= this.commit && entries.length < this.opts.maxBatchEntries; s++) {
-      const e = this.log.get(s);
-      if (e === undefined) break;
-      entries.push(e);
-    }
-    this.send(m.from, { type: 'catchupReply', entries, ...base });
+    this.send(m.from, { type: 'catchupReply', entries: this.batchFrom(m.fromSlot, this.commit), ...base });
   }
 
   private onCatchupReply(m: Extract<Message, { type: 'catchupReply' }>): void {
@@ -931,6 +921,20 @@ export class Replica implements ReplicaApi {
 
   // ---------------------------------------------------------------- helpers
 
+  /** Contiguous entries from `from` to at most `to`, within the batch limits (at least one). */
+  private batchFrom(from: number, to: number): Entry[] {
+    const entries: Entry[] = [];
+    let bytes = 0;
+    for (let s = from; s <= to && entries.length < this.opts.maxBatchEntries; s++) {
+      const e = this.log.get(s);
+      if (e === undefined) break;
+      bytes += estimateBytes(e.command);
+      if (entries.length > 0 && bytes > this.opts.maxBatchBytes) break;
+      entries.push(e);
+    }
+    return entries;
+  }
+
   private replicationTargets(): NodeId[] {
     return [...voters(this.config), ...this.learners].filter((id) => id !== this.id);
   }
@@ -982,6 +986,16 @@ export class Replica implements ReplicaApi {
     const c = state.hard.config;
     return c.prior === undefined ? c : { epoch: state.hard.fenceEpoch, members: c.prior };
   }
+}
+
+/** A cheap estimate of a command's encoded size: its strings plus a fixed overhead. */
+function estimateBytes(command: Command): number {
+  const overhead = 48;
+  if (command.kind !== 'kv') return command.kind === 'finalize' ? overhead + 8 * command.config.members.length : overhead;
+  const op = command.op;
+  const value = op.type === 'put' || op.type === 'cas' ? op.value.length + (op.type === 'cas' ? (op.expected?.length ?? 0) : 0) : 0;
+  const key = op.type === 'range' ? op.prefix.length : op.key.length;
+  return overhead + command.client.length + key + value;
 }
 
 /** Convenience: the persisted state of a node that has never run. */

@@ -203,6 +203,11 @@ export interface ReplicaOptions {
   readonly heartbeatTicks: number;
   /** Upper bound on entries in one accept or catch-up message. */
   readonly maxBatchEntries: number;
+  /**
+   * Upper bound on the estimated payload bytes of one accept or catch-up message (one entry is
+   * always sent, however large), so that batches stay well inside the transport's message limit.
+   */
+  readonly maxBatchBytes: number;
   /** Upper bound on accept messages in flight to one peer. */
   readonly maxInflightPerPeer: number;
   /** Upper bound on proposals queued at the leader before it refuses more. */
@@ -252,8 +257,12 @@ export interface ReplicaApi {
   convert(config: Config): AdminResult;
   /** Leader only: proposes the finalize entry for the current joint configuration. */
   finalize(): AdminResult;
-  /** The state machine has applied up to `index` and serialised itself as `data`: drop the log below. */
-  compact(index: number, data: string): void;
+  /**
+   * The state machine has applied up to `index` and serialised itself as `data`: drop the log
+   * below. Returns the snapshot to persist (with the finalized configuration in force at
+   * `index`), or undefined when the log is already compacted that far.
+   */
+  compact(index: number, data: string): Snapshot | undefined;
   hasReady(): boolean;
   ready(): Ready;
   /** Acknowledges that `ready` was persisted, sent and applied. */

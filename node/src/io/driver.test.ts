@@ -45,7 +45,9 @@ class FakeReplica implements ReplicaApi {
   finalize(): AdminResult {
     return { ok: true };
   }
-  compact(): void {}
+  compact(): undefined {
+    return undefined;
+  }
   hasReady(): boolean {
     return this.queued !== undefined;
   }

@@ -62,13 +62,6 @@ interface PendingRead {
 
 const sessionKey = (client: string, seq: number): string => `${client}\u0000${seq}`;
 
-/** Reconstructs the finalized configuration in force at the start of `state` (as the core does). */
-function initialFinalized(state: PersistedState): Config {
-  if (state.snapshot) return state.snapshot.config;
-  const c = state.hard.config;
-  return c.prior === undefined ? c : { epoch: state.hard.fenceEpoch, members: c.prior };
-}
-
 /** The driver. Single-threaded: every method runs to completion on the event loop. */
 export class Driver {
   private kv: KvStore;
@@ -80,7 +73,6 @@ export class Driver {
   private readsAwaitingApply: Array<{ id: number; index: number }> = [];
   private readonly finalizeWaiters: Array<Waiter<void> & { epoch: number }> = [];
   private nextReadId = 1;
-  private finalized: Config;
   private scheduled = false;
   private draining = false;
   private stopped = false;
@@ -94,7 +86,6 @@ export class Driver {
     this.log = deps.logger;
     this.now = deps.now ?? Date.now;
     this.kv = deps.state.snapshot ? KvStore.restore(deps.state.snapshot.data) : new KvStore();
-    this.finalized = initialFinalized(deps.state);
     this.lastStatus = deps.replica.status();
   }
 
@@ -195,7 +186,7 @@ export class Driver {
     const epoch = this.lastStatus.config.epoch;
     const result = this.deps.replica.finalize();
     if (!result.ok) {
-      if (this.lastStatus.config.prior === undefined && this.finalized.epoch >= epoch) return Promise.resolve(); // already done: idempotent
+      if (this.lastStatus.config.prior === undefined && this.lastStatus.fenceEpoch >= epoch) return Promise.resolve(); // already done: idempotent
       return Promise.reject(result.error === 'not the leader' ? this.notLeader() : new AdminRefusedError(result.error));
     }
     const done = new Promise<void>((resolve, reject) => {
@@ -210,9 +201,11 @@ export class Driver {
     const index = this.kv.applied;
     if (index <= this.deps.storage.snapshotAt) return this.deps.storage.snapshotAt;
     const data = this.kv.snapshot();
-    // Durable first: the core drops its in-memory log below `index` in `compact`.
-    this.deps.storage.saveSnapshot({ index, config: this.finalized, data });
-    this.deps.replica.compact(index, data);
+    // The core drops only its in-memory copy of the log; the disk keeps it until the snapshot
+    // below is durable, so a crash in between loses nothing.
+    const snapshot = this.deps.replica.compact(index, data);
+    if (snapshot === undefined) return this.deps.storage.snapshotAt;
+    this.deps.storage.saveSnapshot(snapshot);
     this.deps.metrics?.snapshots.inc();
     this.log.info({ index, bytes: data.length }, 'snapshot taken');
     return index;
@@ -333,7 +326,6 @@ export class Driver {
   private apply(rd: Ready): void {
     if (rd.snapshot && rd.snapshot.index > this.kv.applied) {
       this.kv = KvStore.restore(rd.snapshot.data);
-      this.finalized = rd.snapshot.config;
       // Results of slots inside the snapshot are not known here (the session table has them).
       for (const [slot, p] of this.pendingBySlot) {
         if (slot <= rd.snapshot.index) this.settleWrite(p, (w) => w.reject(new OutcomeUnknownError('state replaced by a snapshot')));
@@ -367,7 +359,6 @@ export class Driver {
     const result = this.kv.apply(entry);
     const command = entry.command;
     if (command.kind === 'finalize') {
-      this.finalized = command.config;
       for (let i = this.finalizeWaiters.length - 1; i >= 0; i--) {
         const w = this.finalizeWaiters[i] as Waiter<void> & { epoch: number };
         if (command.config.epoch >= w.epoch) {
