@@ -49,8 +49,11 @@ describe('operator main', () => {
     operator.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
     const url = (path: string): string => `http://127.0.0.1:${port}${path}`;
 
-    await eventually('/healthz', async () => ((await fetch(url('/healthz'))).status === 200 ? true : undefined), 30_000);
-    await eventually('/readyz', async () => ((await fetch(url('/readyz'))).status === 200 ? true : undefined), 30_000);
+    const withOutput = (error: unknown): never => {
+      throw new Error(`${String(error)}\noperator output:\n${output.slice(-4000)}`);
+    };
+    await eventually('/healthz', async () => ((await fetch(url('/healthz'))).status === 200 ? true : undefined), 30_000).catch(withOutput);
+    await eventually('/readyz', async () => ((await fetch(url('/readyz'))).status === 200 ? true : undefined), 30_000).catch(withOutput);
     await eventually('the Lease', async () => {
       const lease = await clients.rest.get<{ spec?: { holderIdentity?: string } }>(resourcePath(Resources.leases, ns, 'op'));
       return lease.spec?.holderIdentity ? lease.spec.holderIdentity : undefined;
