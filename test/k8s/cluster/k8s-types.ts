@@ -95,6 +95,15 @@ export interface ResourceRequirements {
   limits?: Record<string, string>;
   requests?: Record<string, string>;
 }
+/** The parts of core/v1 (Pod)SecurityContext the process kubelet applies. */
+export interface SecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  fsGroup?: number;
+  supplementalGroups?: number[];
+}
+
 /** core/v1 Container. */
 export interface Container {
   name: string;
@@ -112,6 +121,7 @@ export interface Container {
   startupProbe?: Probe;
   lifecycle?: { postStart?: LifecycleHandler; preStop?: LifecycleHandler };
   restartPolicy?: 'Always';
+  securityContext?: SecurityContext;
 }
 
 /** One item of a configMap/secret/downwardAPI volume. */
@@ -163,6 +173,7 @@ export interface PodSpec {
   enableServiceLinks?: boolean;
   hostNetwork?: boolean;
   setHostnameAsFQDN?: boolean;
+  securityContext?: SecurityContext;
 }
 
 /** core/v1 ContainerState. */

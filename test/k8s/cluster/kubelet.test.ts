@@ -124,6 +124,19 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: { name: as-user, namespace: x }
+spec:
+  restartPolicy: Never
+  securityContext: { runAsUser: 1234, runAsGroup: 1234, fsGroup: 2000 }
+  containers:
+  - name: main
+    image: example/sh
+    command: [/bin/sh, -c, 'test "$(id -u)" = 1234 && touch /scratch/ok && test "$(stat -c %g /scratch/ok)" = 2000']
+    volumeMounts: [{ name: scratch, mountPath: /scratch }]
+  volumes: [{ name: scratch, emptyDir: {} }]
+---
+apiVersion: v1
+kind: Pod
 metadata: { name: fails, namespace: x }
 spec:
   restartPolicy: Never
@@ -282,9 +295,10 @@ describe('ProcessKubelet', () => {
     expect(read.data).toBe('persisted');
   }, 60_000);
 
-  it('runs init containers, reports Succeeded/Failed, and restarts on liveness failure', async () => {
+  it('runs init containers, applies runAsUser/fsGroup, reports Succeeded/Failed, restarts on liveness failure', async () => {
     await cp.kubectl(['apply', '-f', '-'], { input: podsManifest });
     await waitFor('init-demo Succeeded', async () => (await getPod('init-demo'))?.status?.phase === 'Succeeded');
+    await waitFor('as-user Succeeded', async () => (await getPod('as-user'))?.status?.phase === 'Succeeded');
     const failed = await waitFor('fails Failed', async () => {
       const p = await getPod('fails');
       return p?.status?.phase === 'Failed' ? p : undefined;

@@ -203,6 +203,7 @@ class ContainerRunner {
   async start(): Promise<void> {
     if (this.stopping) return;
     const k = this.pod.kubelet;
+    const scriptPath = join(this.pod.dir, `${this.spec.name}.sh`);
     let command: string[];
     try {
       this.env = await this.pod.containerEnv(this.spec);
@@ -218,17 +219,14 @@ class ContainerRunner {
       command = [...entry, ...args].map((s) => expandVars(s, this.env));
       if (image?.env) this.env = { ...image.env, ...this.env };
       if (!command.length) throw new Error('no command');
+      const workingDir = this.spec.workingDir ?? image?.workingDir;
+      writeFileSync(scriptPath, this.pod.wrapperScript(this.spec, command, workingDir), { mode: 0o700 });
     } catch (e) {
       this.state = { waiting: { reason: 'CreateContainerConfigError', message: errMsg(e) } };
       this.pod.requestStatus();
       this.scheduleRestart(true);
       return;
     }
-    const image = resolveImage(k.images, this.spec.image ?? '');
-    const workingDir = this.spec.workingDir ?? image?.workingDir;
-    const script = this.pod.wrapperScript(this.spec, command, workingDir);
-    const scriptPath = join(this.pod.dir, `${this.spec.name}.sh`);
-    writeFileSync(scriptPath, script, { mode: 0o700 });
     const net = this.pod.net;
     if (!net) throw new Error('pod network not ready');
     const startedAt = now();
@@ -595,8 +593,39 @@ class PodWorker {
     });
     for (let f = 3; f < fd; f++) lines.push(`exec ${f}<&-`);
     if (workingDir) lines.push(`mkdir -p ${shq(workingDir)}`, `cd ${shq(workingDir)}`);
-    lines.push(`exec ${command.map(shq).join(' ')}`, '');
+    lines.push(`exec ${[...this.dropPrivileges(c), ...command].map(shq).join(' ')}`, '');
     return lines.join('\n');
+  }
+
+  /**
+   * `setpriv` prefix applying runAsUser/runAsGroup/fsGroup/supplementalGroups (container
+   * settings override the pod's), or nothing when the container runs as root.
+   */
+  private dropPrivileges(c: Container): string[] {
+    const pod = this.pod.spec.securityContext ?? {};
+    const ctr = c.securityContext ?? {};
+    const uid = ctr.runAsUser ?? pod.runAsUser;
+    const gid = ctr.runAsGroup ?? pod.runAsGroup;
+    if ((ctr.runAsNonRoot ?? pod.runAsNonRoot) && !uid) {
+      throw new Error('container has runAsNonRoot and image will run as root');
+    }
+    if (uid === undefined && gid === undefined) return [];
+    const groups = [...(pod.fsGroup !== undefined ? [pod.fsGroup] : []), ...(pod.supplementalGroups ?? [])];
+    return [
+      'setpriv',
+      `--reuid=${uid ?? 0}`,
+      `--regid=${gid ?? 0}`,
+      ...(groups.length ? [`--groups=${groups.join(',')}`] : ['--clear-groups']),
+      '--',
+    ];
+  }
+
+  /** Gives fsGroup ownership of writable volumes (emptyDir, PVC), like the kubelet. */
+  private applyFsGroup(dir: string): void {
+    const g = this.pod.spec.securityContext?.fsGroup;
+    if (g === undefined) return;
+    execFileSync('chgrp', ['-R', String(g), dir]);
+    execFileSync('chmod', ['-R', 'g+rwXs', dir]);
   }
 
   // ---- volumes ----
@@ -704,6 +733,7 @@ class PodWorker {
       const dir = this.volDir(v.name);
       if (v.emptyDir) {
         mkdirSync(dir, { recursive: true });
+        this.applyFsGroup(dir);
       } else if (v.hostPath) {
         if (!existsSync(v.hostPath.path) && (v.hostPath.type ?? '').includes('OrCreate')) {
           if (v.hostPath.type === 'FileOrCreate') writeFileSync(v.hostPath.path, '');
@@ -721,6 +751,7 @@ class PodWorker {
         await this.projectVolume(v, dir, false);
       } else if (v.persistentVolumeClaim) {
         const path = await k.pvcPath(ns, v.persistentVolumeClaim.claimName, () => !!this.terminating || this.gone);
+        this.applyFsGroup(path);
         this.volumeMounts.set(v.name, path);
         continue;
       } else {
