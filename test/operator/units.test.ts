@@ -1,0 +1,181 @@
+/**
+ * The operator's pure parts, without a cluster: the work queue's guarantees, condition
+ * transition times, the status patch, the roll order, leader detection, the pod contract with
+ * the node, and flag parsing.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { mergeConditions } from '../../operator/src/controller/conditions.js';
+import type { NodeView } from '../../operator/src/controller/observe.js';
+import { findLeader } from '../../operator/src/controller/observe.js';
+import { WorkQueue } from '../../operator/src/controller/queue.js';
+import { nodeContainer, podDisruptionBudget, statefulSet } from '../../operator/src/controller/resources.js';
+import { nextRollStep } from '../../operator/src/controller/roll.js';
+import { statusPatch } from '../../operator/src/controller/status.js';
+import { parseSpec, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
+import { ConfigError, parseConfig } from '../../operator/src/main.js';
+import { sleep } from './harness.js';
+
+describe('WorkQueue', () => {
+  it('de-duplicates, never runs one key twice at once, and re-runs a key added while it was running', async () => {
+    const running = new Set<string>();
+    const runs: string[] = [];
+    let overlap = false;
+    const queue = new WorkQueue(async (key) => {
+      if (running.has(key)) overlap = true;
+      running.add(key);
+      runs.push(key);
+      await sleep(30);
+      running.delete(key);
+      return {};
+    }, () => undefined, { concurrency: 4 });
+    queue.add('a');
+    queue.add('a');
+    queue.add('b');
+    queue.start();
+    await sleep(5);
+    queue.add('a'); // while a runs: one more run afterwards
+    queue.add('a');
+    await sleep(150);
+    expect(overlap).toBe(false);
+    expect(runs.filter((key) => key === 'a')).toHaveLength(2);
+    expect(runs.filter((key) => key === 'b')).toHaveLength(1);
+    await queue.stop();
+  });
+
+  it('retries a failing key with exponential backoff and forgets failures after a success', async () => {
+    const times: number[] = [];
+    const attempts: number[] = [];
+    const queue = new WorkQueue(async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error('boom');
+      return {};
+    }, (_key, _error, attempt) => attempts.push(attempt), { backoffBaseMs: 20, backoffMaxMs: 1_000 });
+    expect([1, 2, 3, 10].map((attempt) => queue.backoffMs(attempt))).toEqual([20, 40, 80, 1_000]);
+    queue.start();
+    queue.add('k');
+    await sleep(400);
+    expect(attempts).toEqual([1, 2, 3]);
+    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+    expect(gaps[1] as number).toBeGreaterThanOrEqual(35);
+    expect(gaps[2] as number).toBeGreaterThanOrEqual(75);
+    await queue.stop();
+  });
+
+  it('requeues after the delay a pass asks for, and stop() waits for the pass in flight', async () => {
+    let runs = 0;
+    const queue = new WorkQueue(async () => {
+      runs += 1;
+      await sleep(20);
+      return { requeueAfterMs: 30 };
+    }, () => undefined);
+    queue.start();
+    queue.add('k');
+    await sleep(130);
+    expect(runs).toBeGreaterThanOrEqual(2);
+    await queue.stop();
+    const after = runs;
+    await sleep(100);
+    expect(runs).toBe(after);
+  });
+});
+
+describe('conditions and status', () => {
+  const t0 = new Date('2026-01-01T00:00:00.123Z');
+  const t1 = new Date('2026-01-01T00:05:00Z');
+  it('changes lastTransitionTime only when the status flips, and stamps observedGeneration', () => {
+    const first = mergeConditions(undefined, [{ type: 'Available', status: 'False', reason: 'PodsNotReady', message: 'a' }], 1, t0);
+    expect(first[0]).toMatchObject({ lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 });
+    const same = mergeConditions(first, [{ type: 'Available', status: 'False', reason: 'NoLeader', message: 'b' }], 2, t1);
+    expect(same[0]).toMatchObject({ lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2, reason: 'NoLeader' });
+    const flipped = mergeConditions(same, [{ type: 'Available', status: 'True', reason: 'QuorumAvailable', message: 'c' }], 2, t1);
+    expect(flipped[0]?.lastTransitionTime).toBe('2026-01-01T00:05:00Z');
+  });
+
+  it('patches only the fields that changed, deleting with null', () => {
+    expect(statusPatch({ phase: 'Pending', replicas: 3, operation: null }, { phase: 'Pending', replicas: 3, operation: null })).toEqual({});
+    expect(statusPatch({ phase: 'Pending', leader: 'x-0' }, { phase: 'Available' })).toEqual({ phase: 'Available', leader: null });
+  });
+});
+
+function view(ordinal: number, role: 'leader' | 'follower', options: { leader?: number; revision?: string; ready?: boolean; commit?: number } = {}): NodeView {
+  const pod: V1Pod = { metadata: { name: `q-${ordinal}`, labels: { 'controller-revision-hash': options.revision ?? 'new' } } };
+  return {
+    ordinal, pod, podReady: options.ready ?? true, terminating: false, address: `q-${ordinal}`,
+    status: {
+      id: ordinal, role, leader: options.leader, config: { epoch: 1, members: [0, 1, 2] }, fenceEpoch: 1,
+      commit: options.commit ?? 10, applied: 10, caughtUp: true, lag: [], transferring: false, ready: true,
+    },
+  };
+}
+
+describe('roll order and leader detection', () => {
+  it('rolls followers in ordinal order, then hands leadership over, then replaces the old leader', () => {
+    const views = [view(0, 'follower', { revision: 'old' }), view(1, 'leader', { revision: 'old' }), view(2, 'follower', { revision: 'old' })];
+    expect(nextRollStep(views, 1, 'new')).toEqual({ kind: 'DeletePod', ordinal: 0 });
+    const leaderLeft = [view(0, 'follower', { commit: 9 }), view(1, 'leader', { revision: 'old' }), view(2, 'follower', { commit: 10 })];
+    expect(nextRollStep(leaderLeft, 1, 'new')).toEqual({ kind: 'TransferLeadership', from: 1, to: 2 });
+    const handedOver = [view(0, 'follower'), view(1, 'follower', { revision: 'old' }), view(2, 'leader')];
+    expect(nextRollStep(handedOver, 2, 'new')).toEqual({ kind: 'DeletePod', ordinal: 1 });
+    expect(nextRollStep([view(0, 'follower'), view(1, 'leader'), view(2, 'follower')], 1, 'new')).toEqual({ kind: 'None' });
+  });
+
+  it('waits while any pod is not ready, and before the StatefulSet controller has seen the template', () => {
+    const views = [view(0, 'follower', { revision: 'old' }), view(1, 'leader'), view(2, 'follower', { ready: false })];
+    expect(nextRollStep(views, 1, 'new').kind).toBe('WaitRoll');
+    expect(nextRollStep(views, 1, undefined).kind).toBe('None');
+  });
+
+  it('takes the leader most nodes agree on when two claim it, and none on a tie', () => {
+    expect(findLeader([view(0, 'leader', { leader: 0 }), view(1, 'leader', { leader: 1 }), view(2, 'follower', { leader: 1 })])).toBe(1);
+    expect(findLeader([view(0, 'leader', { leader: 0 }), view(1, 'leader', { leader: 1 })])).toBeUndefined();
+  });
+});
+
+describe('the pod contract with the node', () => {
+  const quorum: PaxosQuorum = { apiVersion: 'paxos.quorum.dev/v1alpha1', kind: 'PaxosQuorum', metadata: { name: 'q', namespace: 'ns', uid: 'u', generation: 1 }, spec: {} };
+  const spec = parseSpec({ replicas: 3, tuning: { electionTimeoutMs: 1500, heartbeatMs: 150, snapshotThresholdEntries: 500 } });
+
+  it('passes identity, data dir, peers, bootstrap and tuning through the environment and flags', () => {
+    const container = nodeContainer(quorum, spec, 'img:1');
+    expect(container.command).toBeUndefined();
+    expect(container.args).toEqual(['--election-timeout-ms=1500', '--heartbeat-ms=150']);
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+    expect(env).toMatchObject({
+      POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
+      POD_NAMESPACE: { fieldRef: { fieldPath: 'metadata.namespace' } },
+      PAXOS_DATA_DIR: '/var/lib/paxos',
+      PAXOS_PEER_TEMPLATE: 'q-{i}.q-peers.ns.svc:7001',
+      PAXOS_BOOTSTRAP_CONFIG: { configMapKeyRef: { name: 'q-bootstrap', key: 'config' } },
+      PAXOS_JOINING: { configMapKeyRef: { name: 'q-bootstrap', key: 'joining' } },
+      PAXOS_ELECTION_TIMEOUT_MS: '1500', PAXOS_HEARTBEAT_MS: '150', PAXOS_SNAPSHOT_THRESHOLD: '500',
+      PAXOS_CLIENT_PORT: '7000', PAXOS_PEER_PORT: '7001', PAXOS_METRICS_PORT: '9090',
+    });
+    expect(container.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 9090 });
+    expect(container.livenessProbe?.httpGet).toMatchObject({ path: '/healthz', port: 9090 });
+    expect(container.volumeMounts).toEqual([{ name: 'data', mountPath: '/var/lib/paxos' }]);
+  });
+
+  it('keeps the selector labels even if the user sets pod labels of the same name', () => {
+    const custom = parseSpec({ replicas: 3, pod: { labels: { 'app.kubernetes.io/instance': 'evil', team: 'a' } } });
+    const sts = statefulSet(quorum, custom, 'img:1', 3);
+    expect(sts.spec?.template.metadata?.labels).toMatchObject({ 'app.kubernetes.io/instance': 'q', team: 'a' });
+  });
+
+  it('allows no voluntary disruption during a membership change, a majority otherwise', () => {
+    expect(podDisruptionBudget(quorum, 5, false).spec?.minAvailable).toBe(3);
+    expect(podDisruptionBudget(quorum, 5, true).spec?.minAvailable).toBe(5);
+  });
+});
+
+describe('operator flags', () => {
+  it('merges flags over the environment with defaults', () => {
+    const config = parseConfig(['--namespace=a', '--leader-elect=false'], { PAXOS_NODE_IMAGE: 'x/node:2', POD_NAMESPACE: 'ops' });
+    expect(config).toMatchObject({ namespace: 'a', leaderElect: false, nodeImage: 'x/node:2', leaseNamespace: 'ops', metricsPort: 8080, leaseName: 'paxos-operator' });
+    expect(parseConfig([], { POD_NAMESPACE: 'ops' }).nodeImage).toBe('paxosquorum/node:0.1.0');
+  });
+
+  it('explains what is wrong', () => {
+    expect(() => parseConfig(['--metrics-port=-1'], { POD_NAMESPACE: 'x' })).toThrow(ConfigError);
+    expect(() => parseConfig([], {})).toThrow(/--lease-namespace/);
+  });
+});
