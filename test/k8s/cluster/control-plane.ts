@@ -243,6 +243,16 @@ export class LocalControlPlane {
           `--kubelet-client-certificate=${pki.admin.cert}`,
           `--kubelet-client-key=${pki.admin.key}`,
           '--kubelet-preferred-address-types=InternalIP,Hostname',
+          `--requestheader-client-ca-file=${pki.frontProxyCa.cert}`,
+          '--requestheader-allowed-names=front-proxy-client',
+          '--requestheader-username-headers=X-Remote-User',
+          '--requestheader-group-headers=X-Remote-Group',
+          '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+          `--proxy-client-cert-file=${pki.frontProxyClient.cert}`,
+          `--proxy-client-key-file=${pki.frontProxyClient.key}`,
+          // A loopback address cannot be stored in the `kubernetes` Endpoints; the process
+          // kubelet's service proxy forwards that service to the apiserver itself.
+          ...(advertise.startsWith('127.') ? ['--endpoint-reconciler-type=none'] : []),
           '--profiling=false',
           '--v=1',
           ...(opts.apiserverArgs ?? []),

@@ -31,6 +31,10 @@ export interface LocalPki {
   readonly controllerManager: CertPair;
   /** Client for a node agent (CN=system:node:&lt;node&gt;, O=system:nodes). */
   readonly node: CertPair;
+  /** Front-proxy (request-header) CA, for the aggregation layer. */
+  readonly frontProxyCa: CertPair;
+  /** Front-proxy client the apiserver uses towards aggregated API servers. */
+  readonly frontProxyClient: CertPair;
   /** Service-account token signing key (private) and verification key (public, PEM). */
   readonly serviceAccount: { readonly key: string; readonly pub: string };
 }
@@ -116,6 +120,24 @@ function leaf(dir: string, ca: CertPair, spec: LeafSpec, days: number): CertPair
   return { cert, key };
 }
 
+function selfSignedCa(dir: string, name: string, cn: string, days: number): CertPair {
+  const key = newKey(dir, name);
+  const cert = join(dir, `${name}.crt`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(
+    ext,
+    ['[v3]', 'basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign, digitalSignature',
+      'subjectKeyIdentifier = hash', ''].join('\n'),
+  );
+  openssl(
+    ['req', '-x509', '-new', '-key', key, '-subj', `/CN=${cn}`, '-days', String(days), '-sha256',
+      '-set_serial', serial(), '-config', ext, '-extensions', 'v3', '-out', cert],
+    dir,
+  );
+  rmSync(ext, { force: true });
+  return { cert, key };
+}
+
 /**
  * Generates a fresh PKI into `dir` (created if missing; existing files are overwritten).
  *
@@ -126,21 +148,11 @@ export function generatePki(dir: string, opts: PkiOptions = {}): LocalPki {
   const days = opts.days ?? 30;
   const nodeName = opts.nodeName ?? 'local';
 
-  const caKey = newKey(dir, 'ca');
-  const caCert = join(dir, 'ca.crt');
-  const caExt = join(dir, 'ca.ext');
-  writeFileSync(
-    caExt,
-    ['[v3]', 'basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign, digitalSignature',
-      'subjectKeyIdentifier = hash', ''].join('\n'),
+  const ca = selfSignedCa(dir, 'ca', 'paxos-local-ca', days + 1);
+  const frontProxyCa = selfSignedCa(dir, 'front-proxy-ca', 'paxos-local-front-proxy-ca', days + 1);
+  const frontProxyClient = leaf(
+    dir, frontProxyCa, { name: 'front-proxy-client', subject: '/CN=front-proxy-client', usage: 'client' }, days,
   );
-  openssl(
-    ['req', '-x509', '-new', '-key', caKey, '-subj', '/CN=paxos-local-ca', '-days', String(days + 1), '-sha256',
-      '-set_serial', serial(), '-config', caExt, '-extensions', 'v3', '-out', caCert],
-    dir,
-  );
-  rmSync(caExt, { force: true });
-  const ca: CertPair = { cert: caCert, key: caKey };
 
   const apiserver = leaf(dir, ca, {
     name: 'apiserver',
@@ -159,7 +171,10 @@ export function generatePki(dir: string, opts: PkiOptions = {}): LocalPki {
   const saPub = join(dir, 'sa.pub');
   openssl(['pkey', '-in', saKey, '-pubout', '-out', saPub], dir);
 
-  return { dir, ca, apiserver, admin, controllerManager, node, serviceAccount: { key: saKey, pub: saPub } };
+  return {
+    dir, ca, apiserver, admin, controllerManager, node, frontProxyCa, frontProxyClient,
+    serviceAccount: { key: saKey, pub: saPub },
+  };
 }
 
 /** Reads a PEM file and returns it base64-encoded, as kubeconfig `*-data` fields want. */
