@@ -176,6 +176,38 @@ describe('Reconciler against a real API server', () => {
     expect(pdb.spec.minAvailable).toBe(2);
   }, 240_000);
 
+  it('rolls a new image pod by pod: followers first, the leader last after a transfer', async () => {
+    const sim = new SimNodes('eps');
+    const kubelet = new FakeKubelet(clients, ns, 'eps', sim);
+    const events = new MemoryEventRecorder();
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'eps', { replicas: 3, image: 'paxosquorum/node:0.1.0' }) });
+    const drive = async (what: string, done: (quorum: PaxosQuorum) => Promise<boolean>): Promise<void> => {
+      await eventually(what, async () => {
+        await kubelet.sync();
+        const writes = await pass('eps', sim, events);
+        expect(writes.filter((write) => write.endsWith('/status')).length).toBeLessThanOrEqual(1);
+        return (await done(await getQuorum('eps'))) ? true : undefined;
+      }, 60_000);
+    };
+    const available = async (quorum: PaxosQuorum): Promise<boolean> => quorum.status?.phase === 'Available';
+    await drive('3 running nodes', available);
+    expect(sim.leader).toBe(0);
+
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'eps'), { spec: { image: 'paxosquorum/node:0.2.0' } });
+    await drive('every pod on the new revision', async (quorum) => {
+      const sts = await get<KubernetesObject & { status?: { updateRevision?: string } }>(Resources.statefulSets, 'eps');
+      const pods = await listPods('eps');
+      return (await available(quorum)) && pods.length === 3 && quorum.status?.currentImage === 'paxosquorum/node:0.2.0'
+        && pods.every((pod) => pod.metadata?.labels?.['controller-revision-hash'] === sts.status?.updateRevision);
+    });
+    const steps = events.events.filter((event) => event.reason === 'PodRolled' || event.reason === 'LeadershipTransferred').map((event) => event.note);
+    expect(steps).toEqual([
+      expect.stringMatching(/^Delete pod 1/), expect.stringMatching(/^Delete pod 2/),
+      expect.stringMatching(/^Transfer leadership from pod 0 to pod 1/), expect.stringMatching(/^Delete pod 0/),
+    ]);
+    expect(sim.leader).toBe(1);
+  }, 120_000);
+
   it('reports ReconfigurationBlocked with an Event when a started pod does not come up in time, and recovers when it does', async () => {
     const sim = new SimNodes('gamma');
     const kubelet = new FakeKubelet(clients, ns, 'gamma', sim);

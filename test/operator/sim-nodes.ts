@@ -113,6 +113,12 @@ export class FakeKubelet {
         },
       });
     }
-    for (const ordinal of [...this.sim.nodes.keys()]) if (!present.has(ordinal)) this.sim.remove(ordinal);
+    // A node's disk outlives its pod (a deleted pod comes back on the same volume); only a
+    // scale-down deletes the volume (PVC retention whenScaled: Delete).
+    const sts = await rest.get<{ spec?: { replicas?: number } }>(resourcePath(Resources.statefulSets, this.namespace, this.name))
+      .catch(() => undefined);
+    if (sts === undefined) return;
+    const replicas = sts.spec?.replicas ?? 0;
+    for (const ordinal of [...this.sim.nodes.keys()]) if (!present.has(ordinal) && ordinal >= replicas) this.sim.remove(ordinal);
   }
 }
