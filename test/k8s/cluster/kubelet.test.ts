@@ -137,6 +137,24 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: { name: host-net, namespace: x }
+spec:
+  hostNetwork: true
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: example/sh
+    command: [/bin/sh, -c, 'ip -o link show | grep -q kpbr']
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: no-image, namespace: x }
+spec:
+  containers:
+  - { name: main, image: example/not-mapped:1 }
+---
+apiVersion: v1
+kind: Pod
 metadata: { name: fails, namespace: x }
 spec:
   restartPolicy: Never
@@ -299,6 +317,12 @@ describe('ProcessKubelet', () => {
     await cp.kubectl(['apply', '-f', '-'], { input: podsManifest });
     await waitFor('init-demo Succeeded', async () => (await getPod('init-demo'))?.status?.phase === 'Succeeded');
     await waitFor('as-user Succeeded', async () => (await getPod('as-user'))?.status?.phase === 'Succeeded');
+    await waitFor('host-net Succeeded', async () => (await getPod('host-net'))?.status?.phase === 'Succeeded');
+    const noImage = await waitFor('no-image ErrImagePull', async () => {
+      const p = await getPod('no-image');
+      return p?.status?.containerStatuses?.[0]?.state.waiting?.reason === 'ErrImagePull' ? p : undefined;
+    });
+    expect(noImage.status?.phase).toBe('Pending');
     const failed = await waitFor('fails Failed', async () => {
       const p = await getPod('fails');
       return p?.status?.phase === 'Failed' ? p : undefined;

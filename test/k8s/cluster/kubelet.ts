@@ -235,8 +235,11 @@ class ContainerRunner {
     if (existsSync(logFile)) renameSync(logFile, join(this.pod.dir, `${this.spec.name}.previous.log`));
     this.proc = await ManagedProcess.start({
       name: `${this.pod.key}/${this.spec.name}`,
-      command: 'ip',
-      args: ['netns', 'exec', net.ns, 'unshare', '--uts', '--', '/bin/sh', scriptPath],
+      // Own network namespace (ip netns exec also gives a private mount namespace with the pod's
+      // /etc/hosts) and UTS namespace; host-network pods only get a private mount namespace.
+      ...(net.ns
+        ? { command: 'ip', args: ['netns', 'exec', net.ns, 'unshare', '--uts', '--', '/bin/sh', scriptPath] }
+        : { command: 'unshare', args: ['--mount', '--propagation', 'slave', '--', '/bin/sh', scriptPath] }),
       logFile,
       env: this.env,
     });
@@ -423,6 +426,11 @@ class PodWorker {
     return this.pod.metadata.uid ?? '';
   }
 
+  /** Whether the pod uses the host's network (no namespace of its own). */
+  get hostNetwork(): boolean {
+    return this.pod.spec.hostNetwork === true;
+  }
+
   /** Pod hostname (spec.hostname or the pod name, max 63 chars). */
   get hostname(): string {
     return (this.pod.spec.hostname ?? this.pod.metadata.name ?? 'pod').slice(0, 63);
@@ -472,9 +480,14 @@ class PodWorker {
     try {
       await this.prepareVolumes();
       if (this.terminating || this.gone) return;
-      this.net = await k.network.attach(this.uid);
-      // Must exist before the first `ip netns exec`, which bind-mounts them over /etc.
-      k.writeHostsNow(this);
+      if (this.hostNetwork) {
+        // Host network: no namespace; the pod IP is the node's address.
+        this.net = { ns: '', ip: k.network.gateway, hostVeth: '' };
+      } else {
+        this.net = await k.network.attach(this.uid);
+        // Must exist before the first `ip netns exec`, which bind-mounts them over /etc.
+        k.writeHostsNow(this);
+      }
       k.writeHosts();
       this.setCondition('PodReadyToStartContainers', true);
       this.requestStatus();
@@ -557,7 +570,7 @@ class PodWorker {
 
   /** The shell script run inside the pod's namespaces for one container. */
   wrapperScript(c: Container, command: readonly string[], workingDir: string | undefined): string {
-    const lines = ['#!/bin/sh', 'set -e', `hostname ${shq(this.hostname)}`];
+    const lines = ['#!/bin/sh', 'set -e', ...(this.hostNetwork ? [] : [`hostname ${shq(this.hostname)}`])];
     const mounts = (c.volumeMounts ?? []).map((m) => {
       const src0 = this.volumeMounts.get(m.name);
       if (!src0) throw new Error(`volume ${m.name} not prepared`);
@@ -790,9 +803,11 @@ class PodWorker {
 
   private computeStatus(): PodStatus {
     const regular = [...this.containers.values()];
+    // Running only once some container has been started (e.g. not while every image is missing).
+    const phase = this.phase === 'Running' && regular.every((c) => !c.proc) ? 'Pending' : this.phase;
     const containersReady = this.initDone && regular.every((c) => c.ready);
     this.setCondition('ContainersReady', containersReady, 'ContainersNotReady');
-    this.setCondition('Ready', containersReady && this.phase === 'Running', 'ContainersNotReady');
+    this.setCondition('Ready', containersReady && phase === 'Running', 'ContainersNotReady');
     if (this.phase === 'Succeeded' || this.phase === 'Failed') {
       this.setCondition('Ready', false, 'PodCompleted');
       this.setCondition('ContainersReady', false, 'PodCompleted');
@@ -801,7 +816,7 @@ class PodWorker {
     const ip = this.net?.ip ?? this.pod.status?.podIP;
     const hostIP = this.kubelet.network.gateway;
     return {
-      phase: this.phase,
+      phase,
       conditions: [...this.conditions.values()],
       hostIP,
       hostIPs: [{ ip: hostIP }],
@@ -834,7 +849,7 @@ class PodWorker {
     const ip = this.net?.ip;
     this.net = undefined;
     if (ip) this.pod = { ...this.pod, status: { ...this.pod.status, podIP: ip } };
-    await this.kubelet.network.detach(this.uid);
+    await this.kubelet.network.detach(this.uid); // no-op for host-network pods
     this.kubelet.writeHosts();
   }
 
@@ -1263,7 +1278,7 @@ export class ProcessKubelet {
     }
     if (w) {
       w.update(pod);
-      this.writeHosts();
+      this.endpointsChanged();
       return;
     }
     const phase = pod.status?.phase;
@@ -1314,7 +1329,7 @@ export class ProcessKubelet {
     this.hostsTimer = setTimeout(() => {
       this.hostsTimer = undefined;
       for (const w of this.workers.values()) {
-        if (!w.net) continue;
+        if (!w.net?.ns) continue;
         try {
           this.network.writeEtc(w.net.ns, this.hostsFor(w));
         } catch (e) {
@@ -1326,7 +1341,7 @@ export class ProcessKubelet {
 
   /** Writes one pod's hosts and resolv.conf immediately. */
   writeHostsNow(w: PodWorker): void {
-    if (w.net) this.network.writeEtc(w.net.ns, this.hostsFor(w));
+    if (w.net?.ns) this.network.writeEtc(w.net.ns, this.hostsFor(w));
   }
 
   private hostsFor(self: PodWorker): string {
@@ -1537,6 +1552,7 @@ export class ProcessKubelet {
   async execInPod(namespace: string, pod: string, command: readonly string[]): Promise<string> {
     for (const w of this.workers.values()) {
       if (w.pod.metadata.namespace === namespace && w.pod.metadata.name === pod && w.net) {
+        if (!w.net.ns) return run(command[0] ?? 'true', command.slice(1));
         return run('ip', ['netns', 'exec', w.net.ns, ...command]);
       }
     }
