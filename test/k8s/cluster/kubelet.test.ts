@@ -275,6 +275,7 @@ describe('ProcessKubelet', () => {
       httpJson(podUrl(p0, `/lookup?name=${encodeURIComponent(name)}`));
     expect(await lookup('web-1.web')).toEqual([p1.status?.podIP]);
     expect(await lookup('web-1.web.x.svc.cluster.local')).toEqual([p1.status?.podIP]);
+    expect(await lookup('web-0.web.x.svc')).toEqual([p0.status?.podIP]); // its own name too
     const svc = await cp.kubectl(['get', 'svc', '-n', 'x', 'webc', '-o', 'jsonpath={.spec.clusterIP}']);
     expect(await lookup('webc')).toEqual([svc]);
     expect(await lookup('kubernetes.default.svc')).toEqual([cp.network?.apiServiceIp]);

@@ -1354,7 +1354,8 @@ export class ProcessKubelet {
     };
     if (self.net) {
       const sub = self.pod.spec.subdomain;
-      const own = sub ? [`${self.hostname}.${sub}.${ns}.svc.cluster.local`, `${self.hostname}.${sub}`] : [];
+      const h = self.hostname;
+      const own = sub ? [`${h}.${sub}.${ns}.svc.cluster.local`, `${h}.${sub}.${ns}.svc`, `${h}.${sub}.${ns}`, `${h}.${sub}`] : [];
       lines.push(`${self.net.ip}\t${[...own, self.hostname].join(' ')}`);
     }
     for (const svc of this.services.values()) {
