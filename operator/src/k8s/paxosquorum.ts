@@ -11,13 +11,11 @@ import { z } from 'zod';
 import type { KubeClients } from './client.js';
 import { FIELD_MANAGER } from './client.js';
 import { resourcePath, type Resource } from './rest.js';
+import { GROUP, KIND, PLURAL, VERSION } from '../api/types.js';
+import type { PaxosQuorumSpec as ApiSpec, PaxosQuorumStatus } from '../api/types.js';
 import { getOrUndefined, kubeCall } from './errors.js';
-import type { OperationRecord } from '../plan/types.js';
 
-export const GROUP = 'paxos.quorum.dev';
-export const VERSION = 'v1alpha1';
-export const PLURAL = 'paxosquorums';
-export const KIND = 'PaxosQuorum';
+export { GROUP, KIND, PLURAL, VERSION };
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const PAXOSQUORUMS: Resource = { group: GROUP, version: VERSION, plural: PLURAL };
 /** Put on every PaxosQuorum the operator manages; removed once owned objects are cleaned up. */
@@ -63,57 +61,11 @@ export const PaxosQuorumSpecSchema = z.object({
 
 export type PaxosQuorumSpec = z.infer<typeof PaxosQuorumSpecSchema>;
 
-/** A condition as in `metav1.Condition`. */
-export interface Condition {
-  readonly type: string;
-  readonly status: 'True' | 'False' | 'Unknown';
-  readonly reason: string;
-  readonly message: string;
-  readonly observedGeneration?: number;
-  readonly lastTransitionTime: string;
-}
+/** Compile-time check: a parsed spec is a valid spec of the API types (operator/src/api/types.ts). */
+type SpecMatchesApi = PaxosQuorumSpec extends ApiSpec ? true : never;
+const _specMatchesApi: SpecMatchesApi = true;
 
-/** One member as shown in `status.members`. */
-export interface MemberStatus {
-  readonly name: string;
-  readonly id: number;
-  readonly role: string;
-  readonly epoch?: number;
-  readonly healthy: boolean;
-  readonly lag?: number;
-}
-
-/**
- * `status.operation`: the planner's durable record plus what only the operator knows: when the
- * step being waited on started (for `stepTimeoutSeconds`) and which step that was.
- */
-export interface OperationStatus extends OperationRecord {
-  /** RFC 3339 time at which the operation began. */
-  readonly startedAt?: string;
-  /** RFC 3339 time at which the operator last executed an action of this operation. */
-  readonly stepStartedAt?: string;
-  /** The last action executed, in words. */
-  readonly lastAction?: string;
-}
-
-/** `status.phase`, as enumerated by the CRD. */
-export type Phase = 'Pending' | 'Available' | 'Reconfiguring' | 'Degraded' | 'Blocked';
-
-export interface PaxosQuorumStatus {
-  observedGeneration?: number;
-  phase?: Phase;
-  conditions?: Condition[];
-  members?: MemberStatus[];
-  leader?: string;
-  configEpoch?: number;
-  replicas?: number;
-  readyReplicas?: number;
-  /** Label selector of the pods, for the scale subresource (`kubectl scale`, HPA). */
-  selector?: string;
-  /** The image the running pods have been rolled to (or are being rolled to). */
-  currentImage?: string;
-  operation?: OperationStatus | null;
-}
+export type { Condition, MemberStatus, OperationStatus, PaxosQuorumStatus, Phase } from '../api/types.js';
 
 export interface ObjectMeta {
   name: string;
