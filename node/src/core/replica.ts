@@ -320,7 +320,8 @@ export class Replica implements ReplicaApi {
     if (rd !== this.outstanding) throw new Error('advance() of a Ready that is not outstanding');
     this.outstanding = undefined;
     if (this.role !== 'leader') return;
-    // Our own acceptance counts once it is durable.
+    // Our own acceptance counts once it is durable: this is what lets the driver send this
+    // Ready's accepts before persisting it (see `sendableBeforePersist`).
     const self = this.progress.get(this.id);
     if (self === undefined) return;
     for (const e of rd.entries) {

@@ -156,6 +156,14 @@ export interface ReadState {
  * One batch of work for the caller, in the order it must be done: persist `hardState`,
  * `snapshot` and `entries` (fsync when `mustSync`), then send `messages`, then apply
  * `committed`, then report `readStates` once applied, then call `advance(ready)`.
+ *
+ * One exception to "persist, then send": the messages for which `sendableBeforePersist` is
+ * true (the leader's `accept` and `heartbeat`) may be sent before or while the Ready is
+ * persisted, so that followers write in parallel with the leader. Every other message must
+ * wait until the Ready is durable.
+ *
+ * While a Ready is outstanding (between `ready()` and `advance()`), `step`, `tick`, `propose`
+ * and `read` may still be called; their effects go into the next Ready.
  */
 export interface Ready {
   readonly hardState?: HardState;
@@ -170,6 +178,30 @@ export interface Ready {
   readonly readStates: readonly ReadState[];
   /** Reads that can no longer be served here (lost leadership); the caller retries elsewhere. */
   readonly droppedReads: readonly number[];
+}
+
+/**
+ * Whether `m` may be sent before the Ready that carries it is persisted: true only for the
+ * leader's `accept` and `heartbeat`.
+ *
+ * Why this is safe: an accept asks followers to store entries the leader has not yet made
+ * durable itself, but the leader's own acceptance is only counted in `advance()`, i.e. after
+ * its write, so a slot is never reported chosen on the strength of a vote that a crash could
+ * still erase; if the leader dies before its write lands, the followers' copies are simply
+ * accepted-but-unchosen values that the next leader's prepare phase recovers (any value a
+ * quorum accepted is found, others may be replaced, exactly as if the accept were lost).
+ * The ballot these messages carry was made durable before the leader's prepares went out
+ * (a candidate persists its own promise before sending prepares), so a restarted node can
+ * never reuse that ballot for a different value. A heartbeat asserts only that ballot and a
+ * commit index that a quorum of durable acknowledgements already established.
+ *
+ * Every other message reports or depends on this node's durable state — `promise`,
+ * `accepted` and `heartbeatReply` are votes, `prepare` and `prevote` ride on a promise the
+ * node must not forget, catch-up, `timeoutNow` and `fenced` carry state the receiver may act
+ * on — so it must wait until the Ready is persisted.
+ */
+export function sendableBeforePersist(m: Message): boolean {
+  return m.type === 'accept' || m.type === 'heartbeat';
 }
 
 /** A node's role. */
