@@ -63,6 +63,6 @@ export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id
       await driver.finalize();
       return {};
     }),
-    Snapshot: handle('snapshot', () => ({ index: driver.snapshotNow() })),
+    Snapshot: handle('snapshot', async () => ({ index: await driver.snapshotNow() })),
   };
 }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus } from '../core/types.js';
+import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus, Snapshot } from '../core/types.js';
 import { Driver } from './driver.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError } from './errors.js';
 import { Storage } from './storage.js';
@@ -45,13 +45,17 @@ class FakeReplica implements ReplicaApi {
   finalize(): AdminResult {
     return { ok: true };
   }
-  compact(): undefined {
-    return undefined;
+  /** Snapshots are off unless a test turns them on. */
+  compacts = false;
+  compact(index: number, data: string): Snapshot | undefined {
+    return this.compacts ? { index, config, data } : undefined;
   }
   hasReady(): boolean {
     return this.queued !== undefined;
   }
+  readyCalls = 0;
   ready(): Ready {
+    this.readyCalls++;
     const q = this.queued ?? {};
     this.queued = undefined;
     return { entries: [], mustSync: false, messages: [], committed: [], readStates: [], droppedReads: [], ...q };
@@ -73,6 +77,11 @@ const kv = (slot: number, client: string, seq: number, value: string): Entry => 
   command: { kind: 'kv', client, seq, op: { type: 'put', key: 'k', value } },
 });
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+/** Waits (a bounded number of turns) until `done()`: persistence completes on the thread pool. */
+async function settled(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 2));
+  expect(done()).toBe(true);
+}
 
 describe('Driver', () => {
   let dir: string;
@@ -101,8 +110,8 @@ describe('Driver', () => {
       },
     });
   });
-  afterEach(() => {
-    driver.stop();
+  afterEach(async () => {
+    await driver.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -185,8 +194,122 @@ describe('Driver', () => {
       },
     });
     driver.receive(msg);
-    await turn();
+    await settled(() => sent.length > 0);
     expect(onDisk).toBe(2);
     expect(sent).toEqual([msg]);
+  });
+
+  it("sends the leader's accepts and heartbeats before the Ready is durable, everything else after", async () => {
+    const accept: Message = { from: 0, to: 1, epoch: 1, type: 'accept', ballot, entries: [kv(1, 'c', 1, 'x')], commit: 0 };
+    const heartbeat: Message = { from: 0, to: 2, epoch: 1, type: 'heartbeat', ballot, commit: 0, readId: 3 };
+    const late: Message = { from: 0, to: 1, epoch: 1, type: 'timeoutNow' };
+    const syncsAtSend = new Map<string, number>();
+    await driver.stop();
+    ({ storage } = Storage.open(dir));
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => m.forEach((x) => syncsAtSend.set(x.type, storage.syncCount)) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    replica.queued = { entries: [kv(1, 'c', 1, 'x')], mustSync: true, messages: [late, accept, heartbeat] };
+    driver.receive(late);
+    await settled(() => replica.log.includes('advance'));
+    expect(syncsAtSend.get('accept')).toBe(0);
+    expect(syncsAtSend.get('heartbeat')).toBe(0);
+    expect(syncsAtSend.get('timeoutNow')).toBe(1);
+  });
+
+  it('keeps one Ready in flight: what arrives during the write goes into the next Ready', async () => {
+    replica.queued = { entries: [kv(1, 'c', 1, 'a')], mustSync: true };
+    driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+    await turn(); // the drain ran; the write is on the thread pool
+    expect(replica.readyCalls).toBe(1);
+    // More work while the first write is in flight: the driver must not take another Ready.
+    replica.queued = { entries: [kv(2, 'c', 2, 'b')], mustSync: true };
+    driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+    driver.tick();
+    await turn();
+    expect(replica.readyCalls).toBe(1);
+    await settled(() => replica.log.length === 2);
+    expect(replica.readyCalls).toBe(2);
+    const { state, storage: reopened } = Storage.open(dir);
+    expect(state?.entries.map((e) => e.slot)).toEqual([1, 2]);
+    await reopened.close();
+  });
+
+  it('treats a failed fdatasync as fatal: nothing of the Ready is sent, applied or advanced after it', async () => {
+    await driver.stop();
+    const failing = { ...fs, fdatasync: ((_fd: number, cb: (err: Error | null) => void) => cb(new Error('EIO'))) as typeof fs.fdatasync };
+    ({ storage } = Storage.open(dir, { fs: failing }));
+    const fatal: unknown[] = [];
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => sent.push(...m) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => fatal.push(err),
+    });
+    const late: Message = { from: 0, to: 1, epoch: 1, type: 'timeoutNow' };
+    replica.queued = { entries: [kv(1, 'c', 1, 'x')], mustSync: true, messages: [late], committed: [kv(1, 'c', 1, 'x')] };
+    driver.receive(late);
+    await settled(() => fatal.length > 0);
+    expect(String(fatal[0])).toContain('EIO');
+    expect(sent).toEqual([]);
+    expect(replica.log).toEqual([]);
+    expect(driver.store.applied).toBe(0);
+    replica.queued = { messages: [late] };
+    driver.receive(late);
+    await turn();
+    expect(replica.readyCalls).toBe(1); // a broken driver takes no further Ready
+  });
+
+  it('snapshots only when the log has grown by the size of the last snapshot', async () => {
+    await driver.stop();
+    ({ storage } = Storage.open(dir));
+    replica.compacts = true;
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: () => undefined },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 2 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    const big = 'x'.repeat(20_000);
+    const commitAt = async (slot: number, value: string): Promise<void> => {
+      const e = kv(slot, 'c', slot, value);
+      replica.queued = { entries: [e], mustSync: true, committed: [e] };
+      const before = replica.log.length;
+      driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+      await settled(() => replica.log.length > before);
+    };
+    await commitAt(1, big);
+    await commitAt(2, 'small');
+    await settled(() => storage.snapshotAt === 2); // no snapshot yet: any log growth is enough
+    const firstSize = storage.snapshotBytes;
+    expect(firstSize).toBeGreaterThan(20_000);
+    // Enough entries, but far fewer log bytes than the snapshot: not worth rewriting the state.
+    for (let slot = 3; slot <= 6; slot++) await commitAt(slot, 'small');
+    await turn();
+    expect(storage.snapshotAt).toBe(2);
+    expect(storage.logBytesSinceSnapshot).toBeLessThan(firstSize);
+    // Once the log has grown past the snapshot's size, the next one is taken.
+    await commitAt(7, big);
+    await settled(() => storage.snapshotAt === 7);
+    expect(await driver.snapshotNow()).toBe(7); // nothing applied since: the same index
   });
 });

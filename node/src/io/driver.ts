@@ -1,15 +1,21 @@
 /**
  * The driver loop: feeds the replica ticks, peer messages and client proposals, and drains
  * its Ready batches in the order the core requires — persist (one write, one fdatasync),
- * send, apply, serve reads, advance.
+ * send, apply, serve reads, advance — except that the leader's accepts and heartbeats are
+ * sent before the Ready is persisted (`sendableBeforePersist`), so that followers write in
+ * parallel with the leader.
  *
- * Group commit: proposals and peer messages that arrive in the same event-loop turn are
- * handed to the core together (one `propose([...])`), and everything the core produces in
- * response is drained as one Ready, so one fsync covers the whole batch.
+ * Group commit (docs/adr/0006-async-group-commit.md): the write and fdatasync of a Ready run
+ * on libuv's thread pool, and exactly one Ready is in flight at a time. While it is, the event
+ * loop keeps delivering peer messages, ticks and proposals to the core, which accumulates
+ * their effects; when the write completes the driver finishes that Ready and drains the next
+ * one, which then holds everything that arrived during the fsync — so the batch per fsync
+ * grows with the load instead of being whatever fitted in one event-loop turn. Proposals of
+ * one turn are still handed to the core together, as one `propose([...])`.
  */
 import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
-import type { Command, Config, Entry, KvOp, Message, NodeId, PersistedState, ProposeRefusal, Ready, ReplicaApi, ReplicaStatus } from '../core/types.js';
+import { sendableBeforePersist, type Command, type Config, type Entry, type KvOp, type Message, type NodeId, type PersistedState, type ProposeRefusal, type Ready, type ReplicaApi, type ReplicaStatus } from '../core/types.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
@@ -60,6 +66,12 @@ interface PendingRead {
   index?: number;
 }
 
+interface SnapshotRequest {
+  readonly promise: Promise<number>;
+  readonly resolve: (index: number) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 const sessionKey = (client: string, seq: number): string => `${client}\u0000${seq}`;
 
 /** The driver. Single-threaded: every method runs to completion on the event loop. */
@@ -75,6 +87,14 @@ export class Driver {
   private nextReadId = 1;
   private scheduled = false;
   private draining = false;
+  /** The Ready being persisted; no other is taken from the core until it completes. */
+  private inflight: Ready | undefined;
+  /** Set once storage failed: nothing more is persisted, sent or applied. */
+  private broken = false;
+  /** The snapshot being written, if any (one at a time). */
+  private snapshotting: Promise<number> | undefined;
+  /** An admin snapshot asked for while a Ready was in flight, taken when it completes. */
+  private snapshotRequest: SnapshotRequest | undefined;
   private stopped = false;
   private accepting = true;
   private wasLeader = false;
@@ -196,19 +216,51 @@ export class Driver {
     return done;
   }
 
-  /** Admin or threshold: snapshot the state machine now and compact the log. Returns the index. */
-  snapshotNow(): number {
+  /**
+   * Admin or threshold: snapshots the state machine now and compacts the log. Resolves with
+   * the snapshot's index once it is durable (with the one already being written, if any).
+   */
+  snapshotNow(): Promise<number> {
+    if (this.snapshotting) return this.snapshotting;
+    if (this.inflight !== undefined) {
+      // `compact` is not among the calls the core allows while a Ready is outstanding: take the
+      // snapshot in the gap after the write in flight completes (see `persisted`).
+      if (!this.snapshotRequest) {
+        let settle!: Pick<SnapshotRequest, 'resolve' | 'reject'>;
+        const promise = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
+        this.snapshotRequest = { promise, ...settle };
+      }
+      return this.snapshotRequest.promise;
+    }
+    return this.takeSnapshot();
+  }
+
+  private takeSnapshot(): Promise<number> {
+    const storage = this.deps.storage;
     const index = this.kv.applied;
-    if (index <= this.deps.storage.snapshotAt) return this.deps.storage.snapshotAt;
+    if (index <= storage.snapshotAt) return Promise.resolve(storage.snapshotAt);
+    // Serialising is synchronous (the store must not change under it); writing is not.
     const data = this.kv.snapshot();
     // The core drops only its in-memory copy of the log; the disk keeps it until the snapshot
     // below is durable, so a crash in between loses nothing.
     const snapshot = this.deps.replica.compact(index, data);
-    if (snapshot === undefined) return this.deps.storage.snapshotAt;
-    this.deps.storage.saveSnapshot(snapshot);
-    this.deps.metrics?.snapshots.inc();
-    this.log.info({ index, bytes: data.length }, 'snapshot taken');
-    return index;
+    if (snapshot === undefined) return Promise.resolve(storage.snapshotAt);
+    const started = performance.now();
+    const done = storage.saveSnapshot(snapshot).then(
+      () => {
+        this.snapshotting = undefined;
+        this.deps.metrics?.snapshots.inc();
+        this.log.info({ index, bytes: storage.snapshotBytes, ms: Math.round(performance.now() - started) }, 'snapshot taken');
+        return index;
+      },
+      (err: unknown) => {
+        this.snapshotting = undefined;
+        this.fatal(err);
+        throw err;
+      },
+    );
+    this.snapshotting = done;
+    return done;
   }
 
   /** Stops admitting requests; existing ones still complete. */
@@ -222,12 +274,15 @@ export class Driver {
     while (this.pendingCount > 0 && this.now() < end) await new Promise((r) => setTimeout(r, 20));
   }
 
-  /** Stops the driver, failing whatever is still pending, and closes storage. */
-  stop(): void {
-    if (this.stopped) return;
+  /**
+   * Stops the driver, failing whatever is still pending, and closes storage once the write in
+   * flight (if any) has finished; resolves when it is closed.
+   */
+  stop(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     this.stopped = true;
     this.failAll(() => new ShuttingDownError());
-    this.deps.storage.close();
+    return this.deps.storage.close().catch((err: unknown) => this.log.error({ err }, 'closing storage failed'));
   }
 
   // ------------------------------------------------------------------------ internals
@@ -286,41 +341,81 @@ export class Driver {
     });
   }
 
-  /** Drains every Ready the replica has. Re-entrant calls are no-ops. */
+  /**
+   * Takes Readies from the replica while none is in flight. A Ready with nothing to persist is
+   * finished on the spot; one that needs the disk is handed to storage and finished by
+   * `persisted` when the write completes, which drains again. Re-entrant calls are no-ops.
+   */
   private drain(): void {
-    if (this.draining || this.stopped) return;
+    if (this.draining || this.stopped || this.broken) return;
     this.draining = true;
     try {
       this.proposeQueued();
       const replica = this.deps.replica;
-      while (replica.hasReady()) {
+      while (this.inflight === undefined && replica.hasReady()) {
         const rd = replica.ready();
-        this.persist(rd);
-        this.deps.sink.send(rd.messages);
-        this.apply(rd);
-        replica.advance(rd);
+        // The leader's accepts and heartbeats go out now, so that followers write in parallel
+        // with our own write; everything else waits until the Ready is durable.
+        let late = rd.messages;
+        if (rd.messages.some(sendableBeforePersist)) {
+          this.deps.sink.send(rd.messages.filter(sendableBeforePersist));
+          late = rd.messages.filter((m) => !sendableBeforePersist(m));
+        }
+        if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) {
+          this.finish(rd, late);
+        } else {
+          this.inflight = rd;
+          const started = performance.now();
+          const syncsBefore = this.deps.storage.syncCount;
+          this.deps.storage.persist(rd).then(
+            () => this.persisted(rd, late, started, syncsBefore),
+            (err: unknown) => this.fatal(err),
+          );
+        }
         // Proposals that arrived while applying (callbacks run synchronously) go in the next round.
         this.proposeQueued();
       }
       this.afterDrain();
     } catch (err) {
-      this.deps.onFatal(err);
+      this.fatal(err);
     } finally {
       this.draining = false;
     }
   }
 
-  private persist(rd: Ready): void {
-    if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) return;
-    const started = performance.now();
-    const syncsBefore = this.deps.storage.syncCount;
-    this.deps.storage.persist(rd);
+  /** The in-flight Ready is durable: send the rest of its messages, apply it, drain the next. */
+  private persisted(rd: Ready, late: readonly Message[], started: number, syncsBefore: number): void {
+    if (this.stopped || this.broken) return;
     const m = this.deps.metrics;
     if (m) {
       m.walSyncSeconds.observe((performance.now() - started) / 1000);
       m.walSyncs.inc(this.deps.storage.syncCount - syncsBefore);
       if (rd.entries.length > 0) m.readyBatchEntries.observe(rd.entries.length);
     }
+    this.inflight = undefined;
+    try {
+      this.finish(rd, late);
+    } catch (err) {
+      this.fatal(err);
+      return;
+    }
+    // The only moment under load when no Ready is outstanding: snapshot here if one is due.
+    this.maybeSnapshot();
+    this.drain();
+  }
+
+  /** The rest of a Ready once it is durable: messages, apply, reads, advance. */
+  private finish(rd: Ready, late: readonly Message[]): void {
+    if (late.length > 0) this.deps.sink.send(late);
+    this.apply(rd);
+    this.deps.replica.advance(rd);
+  }
+
+  /** Storage (or the core) failed: stop doing anything and let the process exit. */
+  private fatal(err: unknown): void {
+    if (this.broken) return;
+    this.broken = true;
+    this.deps.onFatal(err);
   }
 
   private apply(rd: Ready): void {
@@ -404,7 +499,7 @@ export class Driver {
     }
     if (!this.wasLeader && isLeader) this.log.info({ ballot: status.ballot }, 'became leader');
     this.wasLeader = isLeader;
-    if (this.kv.applied - this.deps.storage.snapshotAt >= this.deps.limits.snapshotThreshold) this.snapshotNow();
+    if (this.inflight === undefined) this.maybeSnapshot();
     const m = this.deps.metrics;
     if (m) {
       m.commitIndex.set(status.commit);
@@ -413,6 +508,29 @@ export class Driver {
       m.ready.set(this.ready ? 1 : 0);
       m.clientPending.set(this.pendingCount);
     }
+  }
+
+  /** Takes a snapshot that was asked for or is due; only call with no Ready outstanding. */
+  private maybeSnapshot(): void {
+    const request = this.snapshotRequest;
+    if (request) {
+      this.snapshotRequest = undefined;
+      this.takeSnapshot().then(request.resolve, request.reject);
+    } else if (this.snapshotDue()) {
+      this.takeSnapshot().catch(() => undefined); // a failure is fatal (see takeSnapshot)
+    }
+  }
+
+  /**
+   * A snapshot is due when enough entries were applied since the last one AND the log has
+   * grown by at least the last snapshot's size since. The second condition keeps the cost of
+   * snapshots (rewriting the whole state) at most that of the log writes they let us drop: the
+   * state grows, and a fixed entry threshold alone would rewrite tens of MB every few seconds.
+   */
+  private snapshotDue(): boolean {
+    if (this.snapshotting) return false;
+    const storage = this.deps.storage;
+    return this.kv.applied - storage.snapshotAt >= this.deps.limits.snapshotThreshold && storage.logBytesSinceSnapshot >= storage.snapshotBytes;
   }
 
   private expire(): void {

@@ -175,7 +175,7 @@ export class NodeServer {
     await this.driver.settle(this.config.shutdownGraceMs);
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.transport.close();
-    this.driver.stop();
+    await this.driver.stop();
     await Promise.all(
       this.grpcServers.map(
         (s) =>
@@ -203,6 +203,6 @@ export class NodeServer {
     for (const s of this.grpcServers) s.forceShutdown();
     this.httpServer?.closeAllConnections();
     this.httpServer?.close();
-    this.driver.stop();
+    void this.driver.stop();
   }
 }

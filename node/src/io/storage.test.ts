@@ -34,10 +34,18 @@ function counting(): { fs: WalFs; syncs: () => number; writes: () => number } {
       syncs++;
       fs.fdatasyncSync(fd);
     },
+    fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      syncs++;
+      fs.fdatasync(fd, cb);
+    }) as typeof fs.fdatasync,
     writeSync: ((...args: Parameters<typeof fs.writeSync>) => {
       writes++;
       return (fs.writeSync as (...a: unknown[]) => number)(...args);
     }) as typeof fs.writeSync,
+    write: ((...args: unknown[]) => {
+      writes++;
+      return (fs.write as (...a: unknown[]) => void)(...args);
+    }) as typeof fs.write,
   };
   return { fs: wrapped, syncs: () => syncs, writes: () => writes };
 }
@@ -65,11 +73,11 @@ describe('crc32', () => {
 });
 
 describe('Storage', () => {
-  it('round-trips hard state and entries; a later entry for a slot wins', () => {
+  it('round-trips hard state and entries; a later entry for a slot wins', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(1), entries: entries(1, 3), mustSync: true });
-    storage.persist({ hardState: hard(2, 2), entries: [entry(3, 'replaced', 2), entry(4)], mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 3), mustSync: true });
+    await storage.persist({ hardState: hard(2, 2), entries: [entry(3, 'replaced', 2), entry(4)], mustSync: true });
+    await storage.close();
     const { state } = Storage.open(dir);
     expect(state?.hard).toEqual(hard(2, 2));
     expect(state?.entries.map((e) => e.slot)).toEqual([1, 2, 3, 4]);
@@ -77,27 +85,27 @@ describe('Storage', () => {
     expect(state?.snapshot).toBeUndefined();
   });
 
-  it('group commit: one Ready is one write and one fdatasync, however many entries', () => {
+  it('group commit: one Ready is one write and one fdatasync, however many entries', async () => {
     const c = counting();
     const storage = fresh({ fs: c.fs });
     const [syncs0, writes0] = [c.syncs(), c.writes()];
-    storage.persist({ hardState: hard(1), entries: entries(1, 500), mustSync: true });
+    await storage.persist({ hardState: hard(1), entries: entries(1, 500), mustSync: true });
     expect(c.syncs() - syncs0).toBe(1);
     expect(c.writes() - writes0).toBe(1);
-    storage.persist({ entries: entries(501, 510), mustSync: false });
+    await storage.persist({ entries: entries(501, 510), mustSync: false });
     expect(c.syncs() - syncs0).toBe(1);
-    storage.persist({ entries: [], mustSync: true }); // the unsynced batch above gets synced now
+    await storage.persist({ entries: [], mustSync: true }); // the unsynced batch above gets synced now
     expect(c.syncs() - syncs0).toBe(2);
-    storage.persist({ entries: [], mustSync: true }); // nothing dirty: no sync
+    await storage.persist({ entries: [], mustSync: true }); // nothing dirty: no sync
     expect(c.syncs() - syncs0).toBe(2);
-    storage.close();
+    await storage.close();
   });
 
-  it('truncates a torn tail with a warning and keeps appending after it', () => {
+  it('truncates a torn tail with a warning and keeps appending after it', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
-    storage.persist({ entries: entries(3, 4), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    await storage.persist({ entries: entries(3, 4), mustSync: true });
+    await storage.close();
     const file = lastSegment();
     const size = fs.statSync(file).size;
     fs.truncateSync(file, size - 5); // the last write was cut short
@@ -106,30 +114,30 @@ describe('Storage', () => {
     const reopened = Storage.open(dir, { logger });
     expect(warnings).toHaveLength(1);
     expect(reopened.state?.entries.map((e) => e.slot)).toEqual([1, 2]);
-    reopened.storage.persist({ entries: [entry(3, 'again')], mustSync: true });
-    reopened.storage.close();
+    await reopened.storage.persist({ entries: [entry(3, 'again')], mustSync: true });
+    await reopened.storage.close();
     const again = Storage.open(dir, { logger });
     expect(warnings).toHaveLength(1);
     expect(again.state?.entries.map((e) => e.command)).toContainEqual(entry(3, 'again').command);
-    again.storage.close();
+    await again.storage.close();
   });
 
-  it('treats zero-filled garbage at the end as a torn tail', () => {
+  it('treats zero-filled garbage at the end as a torn tail', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    await storage.close();
     fs.appendFileSync(lastSegment(), Buffer.alloc(4096));
     const { state, storage: s2 } = Storage.open(dir);
     expect(state?.entries).toHaveLength(2);
-    s2.close();
+    await s2.close();
   });
 
-  it('refuses to open when a record in the middle is corrupt, naming file and offset', () => {
+  it('refuses to open when a record in the middle is corrupt, naming file and offset', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
-    storage.persist({ entries: entries(3, 4), mustSync: true });
-    storage.persist({ entries: entries(5, 6), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    await storage.persist({ entries: entries(3, 4), mustSync: true });
+    await storage.persist({ entries: entries(5, 6), mustSync: true });
+    await storage.close();
     const file = lastSegment();
     const buf = fs.readFileSync(file);
     // Find the second entries frame and flip a payload byte in it.
@@ -154,11 +162,11 @@ describe('Storage', () => {
     expect((error as CorruptLogError).offset).toBe(victim);
   });
 
-  it('detects a corrupt length field in the middle too', () => {
+  it('detects a corrupt length field in the middle too', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
-    storage.persist({ entries: entries(3, 4), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    await storage.persist({ entries: entries(3, 4), mustSync: true });
+    await storage.close();
     const file = lastSegment();
     const buf = fs.readFileSync(file);
     buf.writeUInt32LE(0x7fffffff, 8); // the preamble's length
@@ -166,44 +174,44 @@ describe('Storage', () => {
     expect(() => Storage.open(dir)).toThrow(CorruptLogError);
   });
 
-  it('snapshot + compaction + restart: old segments and snapshots are dropped', () => {
+  it('snapshot + compaction + restart: old segments and snapshots are dropped', async () => {
     const storage = fresh({ segmentBytesMax: 2048 });
-    for (let i = 0; i < 20; i++) storage.persist({ hardState: hard(i * 5 + 5), entries: entries(i * 5 + 1, i * 5 + 5), mustSync: true });
+    for (let i = 0; i < 20; i++) await storage.persist({ hardState: hard(i * 5 + 5), entries: entries(i * 5 + 1, i * 5 + 5), mustSync: true });
     const before = storage.segments.length;
     expect(before).toBeGreaterThan(3);
     const snap1: Snapshot = { index: 50, config: { epoch: 1, members: [0, 1, 2] }, data: '{"s":50}' };
-    storage.saveSnapshot(snap1);
+    await storage.saveSnapshot(snap1);
     expect(storage.segments.length).toBeLessThan(before);
     const snap2: Snapshot = { ...snap1, index: 90, data: '{"s":90}' };
-    storage.saveSnapshot(snap2);
-    storage.persist({ entries: entries(101, 102), mustSync: true });
-    storage.close();
+    await storage.saveSnapshot(snap2);
+    await storage.persist({ entries: entries(101, 102), mustSync: true });
+    await storage.close();
     expect(fs.readdirSync(path.join(dir, 'snap'))).toEqual([snapshotName(90)]);
     const { state, storage: s2 } = Storage.open(dir);
     expect(state?.snapshot).toEqual(snap2);
     expect(state?.entries.map((e) => e.slot)).toEqual([91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102]);
     expect(state?.hard.commit).toBe(100);
-    s2.close();
+    await s2.close();
   });
 
-  it('a snapshot in a Ready (from a peer) is installed before the batch is appended', () => {
+  it('a snapshot in a Ready (from a peer) is installed before the batch is appended', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });
+    await storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });
     const snap: Snapshot = { index: 40, config: { epoch: 2, members: [0, 1, 2] }, data: 'x' };
-    storage.persist({ hardState: hard(40), snapshot: snap, entries: [entry(41)], mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(40), snapshot: snap, entries: [entry(41)], mustSync: true });
+    await storage.close();
     const { state, storage: s2 } = Storage.open(dir);
     expect(state?.snapshot).toEqual(snap);
     expect(state?.entries.map((e) => e.slot)).toEqual([41]);
-    s2.close();
+    await s2.close();
   });
 
-  it('a crash before the snapshot rename leaves the previous snapshot and full log in force', () => {
+  it('a crash before the snapshot rename leaves the previous snapshot and full log in force', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
-    storage.saveSnapshot({ index: 5, config: { epoch: 1, members: [0, 1, 2] }, data: 'five' });
-    storage.persist({ entries: entries(11, 12), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    await storage.saveSnapshot({ index: 5, config: { epoch: 1, members: [0, 1, 2] }, data: 'five' });
+    await storage.persist({ entries: entries(11, 12), mustSync: true });
+    await storage.close();
     // Crash in the middle of writing the next snapshot: the rename never happens.
     const crashing: WalFs = {
       ...fs,
@@ -213,19 +221,19 @@ describe('Storage', () => {
       },
     };
     const { storage: s2 } = Storage.open(dir, { fs: crashing });
-    expect(() => s2.saveSnapshot({ index: 12, config: { epoch: 1, members: [0, 1, 2] }, data: 'twelve' })).toThrow('crash');
+    await expect(s2.saveSnapshot({ index: 12, config: { epoch: 1, members: [0, 1, 2] }, data: 'twelve' })).rejects.toThrow('crash');
     expect(fs.readdirSync(path.join(dir, 'snap')).some((n) => n.endsWith('.tmp'))).toBe(true);
     const { state, storage: s3 } = Storage.open(dir);
     expect(state?.snapshot?.data).toBe('five');
     expect(state?.entries.map((e) => e.slot)).toEqual([6, 7, 8, 9, 10, 11, 12]);
     expect(fs.readdirSync(path.join(dir, 'snap'))).toEqual([snapshotName(5)]); // the temp file is gone
-    s3.close();
+    await s3.close();
   });
 
-  it('a crash after the rename but before segments are dropped recovers from the new snapshot', () => {
+  it('a crash after the rename but before segments are dropped recovers from the new snapshot', async () => {
     const storage = fresh();
-    storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
-    storage.close();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    await storage.close();
     const crashing: WalFs = {
       ...fs,
       openSync: ((...args: Parameters<typeof fs.openSync>) => {
@@ -234,20 +242,67 @@ describe('Storage', () => {
       }) as typeof fs.openSync,
     };
     const { storage: s2 } = Storage.open(dir, { fs: crashing });
-    expect(() => s2.saveSnapshot({ index: 8, config: { epoch: 1, members: [0, 1, 2] }, data: 'eight' })).toThrow('crash');
+    await expect(s2.saveSnapshot({ index: 8, config: { epoch: 1, members: [0, 1, 2] }, data: 'eight' })).rejects.toThrow('crash');
     const { state, storage: s3 } = Storage.open(dir);
     expect(state?.snapshot?.index).toBe(8);
     expect(state?.entries.map((e) => e.slot)).toEqual([9, 10]);
-    s3.close();
+    await s3.close();
   });
 
-  it('refuses a directory whose segments have a gap', () => {
+  it('refuses a directory whose segments have a gap', async () => {
     const storage = fresh({ segmentBytesMax: 512 });
-    for (let i = 0; i < 10; i++) storage.persist({ entries: entries(i * 3 + 1, i * 3 + 3), mustSync: true });
-    storage.close();
+    for (let i = 0; i < 10; i++) await storage.persist({ entries: entries(i * 3 + 1, i * 3 + 3), mustSync: true });
+    await storage.close();
     const segs = fs.readdirSync(path.join(dir, 'wal')).sort();
     expect(segs.length).toBeGreaterThan(2);
     fs.rmSync(path.join(dir, 'wal', segmentName(2)));
     expect(() => Storage.open(dir)).toThrow(CorruptLogError);
+  });
+
+  it('runs persists and a snapshot issued back to back in order, one append at a time', async () => {
+    const storage = fresh({ segmentBytesMax: 1024 });
+    const done = [
+      storage.persist({ hardState: hard(2), entries: entries(1, 2), mustSync: true }),
+      storage.persist({ entries: entries(3, 8), mustSync: true }),
+      storage.saveSnapshot({ index: 4, config: { epoch: 1, members: [0, 1, 2] }, data: 'four' }),
+      storage.persist({ hardState: hard(9), entries: entries(9, 12), mustSync: true }),
+    ];
+    await Promise.all(done);
+    expect(storage.snapshotAt).toBe(4);
+    expect(storage.snapshotBytes).toBe(fs.statSync(path.join(dir, 'snap', snapshotName(4))).size);
+    await storage.close();
+    const { state, storage: s2 } = Storage.open(dir);
+    expect(state?.hard.commit).toBe(9);
+    expect(state?.entries.map((e) => e.slot)).toEqual([5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(s2.snapshotBytes).toBe(storage.snapshotBytes);
+    expect(s2.logBytesSinceSnapshot).toBeGreaterThan(0);
+    await s2.close();
+  });
+
+  it('a failed fdatasync poisons storage: later writes fail too and close does not retry the sync', async () => {
+    let failNext = false;
+    let syncs = 0;
+    const flaky: WalFs = {
+      ...fs,
+      fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+        syncs++;
+        if (failNext) cb(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+        else fs.fdatasync(fd, cb);
+      }) as typeof fs.fdatasync,
+      fdatasyncSync: (fd) => {
+        syncs++;
+        fs.fdatasyncSync(fd);
+      },
+    };
+    const storage = fresh({ fs: flaky });
+    await storage.persist({ hardState: hard(1), entries: entries(1, 2), mustSync: true });
+    failNext = true;
+    await expect(storage.persist({ entries: entries(3, 4), mustSync: true })).rejects.toThrow('EIO');
+    failNext = false;
+    const after = syncs;
+    await expect(storage.persist({ entries: entries(5, 6), mustSync: true })).rejects.toThrow('EIO');
+    await expect(storage.saveSnapshot({ index: 2, config: { epoch: 1, members: [0, 1, 2] }, data: 'two' })).rejects.toThrow('EIO');
+    await storage.close();
+    expect(syncs).toBe(after);
   });
 });

@@ -6,7 +6,7 @@ import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import type { Entry, HardState, PersistedState, Ready, Snapshot } from '../core/types.js';
 import { crc32 } from './crc32.js';
-import { CorruptLogError, Wal, encodeFrame, fsyncDir, type WalFs, type WalLogger } from './wal.js';
+import { CorruptLogError, Wal, encodeFrame, fsyncDir, writeFullyAsync, type WalFs, type WalLogger } from './wal.js';
 
 /** Record types of the log. Never renumber: old logs must stay readable. */
 export const RecordType = {
@@ -90,11 +90,22 @@ function decodeSnapshot(buf: Buffer, file: string): Snapshot {
 /**
  * The node's storage. `open` recovers the persisted state; `persist` writes one Ready with a
  * single write and at most one fdatasync; `saveSnapshot` installs a snapshot and compacts.
+ *
+ * Everything that touches the log runs on one serial queue: `persist` and the final step of
+ * `saveSnapshot` (rename, roll, drop segments) never overlap, whatever the caller does, so a
+ * roll can never cut into an append. The first failure poisons the queue: every later
+ * operation rejects with it, because after a failed write or fdatasync nothing can be known
+ * about what reached the disk (see docs/data-dir.md).
  */
 export class Storage {
   private hard: HardState | undefined;
   private snapshotIndex = 0;
+  /** Encoded size of the newest snapshot on disk (0 if none). */
+  private snapshotSize = 0;
   private readonly fs: WalFs;
+  /** The tail of the serial queue of log operations. */
+  private queue: Promise<void> = Promise.resolve();
+  private failure: { readonly error: unknown } | undefined;
 
   private constructor(
     readonly dir: string,
@@ -113,7 +124,8 @@ export class Storage {
     const fs = options.fs ?? nodeFs;
     const snapDir = path.join(dir, SNAP_DIR);
     fs.mkdirSync(snapDir, { recursive: true });
-    const snapshot = loadNewestSnapshot(fs, snapDir, options.logger);
+    const newest = loadNewestSnapshot(fs, snapDir, options.logger);
+    const snapshot = newest?.snapshot;
 
     let hard: HardState | undefined;
     const entries = new Map<number, Entry>();
@@ -144,6 +156,7 @@ export class Storage {
     }
     storage.hard = hard;
     storage.snapshotIndex = snapshot?.index ?? 0;
+    storage.snapshotSize = newest?.bytes ?? 0;
     const live = [...entries.values()].filter((e) => e.slot > storage.snapshotIndex).sort((a, b) => a.slot - b.slot);
     return { storage, state: { hard, entries: live, ...(snapshot ? { snapshot } : {}) } };
   }
@@ -166,13 +179,28 @@ export class Storage {
     return this.wal.syncCount;
   }
 
+  /** The encoded size of the newest snapshot on disk, in bytes (0 if none). */
+  get snapshotBytes(): number {
+    return this.snapshotSize;
+  }
+
   /**
-   * Makes one Ready's state durable: a snapshot received from a peer first (its own files),
-   * then the hard state and entries as one write followed by one fdatasync if `mustSync`.
+   * Bytes appended to the log since the newest snapshot (after a restart: the size of the
+   * segments found). With `snapshotBytes`, the snapshot policy's measure of "worth it".
    */
-  persist(batch: PersistBatch): void {
-    if (this.hard === undefined) throw new Error('persist before initialize');
-    if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) this.saveSnapshot(batch.snapshot);
+  get logBytesSinceSnapshot(): number {
+    return this.wal.bytesWritten;
+  }
+
+  /**
+   * Makes one Ready's state durable: a snapshot received from a peer first (its own files,
+   * written synchronously: rare, and the Ready cannot proceed without it), then the hard state
+   * and entries as one write followed by one fdatasync if `mustSync`, on the thread pool.
+   * Resolves once all of it is done; the batch is encoded before this returns, so the caller
+   * may reuse nothing and wait for nothing else.
+   */
+  persist(batch: PersistBatch): Promise<void> {
+    if (this.hard === undefined) return Promise.reject(new Error('persist before initialize'));
     // Entries before the hard state: a torn write can then lose the commit hint, never leave a
     // hint that names entries which are not on disk (the core relies on this order).
     const frames: Buffer[] = [];
@@ -183,39 +211,119 @@ export class Storage {
     }
     if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
     const data = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-    // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
-    if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
-    this.wal.append(data, batch.mustSync, slotHigh);
-    if (batch.hardState) this.hard = batch.hardState;
+    return this.enqueue(async () => {
+      if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) {
+        const encoded = encodeSnapshot(batch.snapshot);
+        const { file, tmp } = this.snapshotFiles(batch.snapshot.index);
+        const fd = this.fs.openSync(tmp, 'w');
+        try {
+          let written = 0;
+          while (written < encoded.length) written += this.fs.writeSync(fd, encoded, written, encoded.length - written, written);
+          this.fs.fsyncSync(fd);
+        } finally {
+          this.fs.closeSync(fd);
+        }
+        this.installSnapshot(batch.snapshot, tmp, file, encoded.length);
+      }
+      // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
+      if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
+      await this.wal.append(data, batch.mustSync, slotHigh);
+      if (batch.hardState) this.hard = batch.hardState;
+    });
   }
 
   /**
    * Installs `snapshot` durably (temp file, fsync, rename, directory fsync), then rolls the
    * log and deletes the segments and older snapshots it makes redundant. A crash at any point
    * leaves either the old or the new snapshot in force, each with the log it needs.
+   *
+   * The snapshot is encoded before this returns; writing and fsyncing its temp file happen on
+   * the thread pool, concurrently with appends to the log (a different file), and only the
+   * short final step — rename, roll, deletions — waits its turn in the log's queue. A snapshot
+   * that a newer one (e.g. from a peer) overtook meanwhile is discarded.
    */
-  saveSnapshot(snapshot: Snapshot): void {
-    if (this.hard === undefined) throw new Error('snapshot before initialize');
-    if (snapshot.index <= this.snapshotIndex) return;
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    if (this.hard === undefined) return Promise.reject(new Error('snapshot before initialize'));
+    if (snapshot.index <= this.snapshotIndex) return Promise.resolve();
+    const encoded = encodeSnapshot(snapshot);
+    const { file, tmp } = this.snapshotFiles(snapshot.index);
+    const written = this.writeFileDurably(tmp, encoded);
+    // Awaited in the queue, possibly much later: mark it handled so that an early failure is not
+    // reported as an unhandled rejection before the queue gets to it.
+    written.catch(() => undefined);
+    return this.enqueue(async () => {
+      await written;
+      if (snapshot.index <= this.snapshotIndex) {
+        this.fs.unlinkSync(tmp);
+        return;
+      }
+      this.installSnapshot(snapshot, tmp, file, encoded.length);
+    });
+  }
+
+  /** Segment sequence numbers on disk (for tests and status). */
+  get segments(): number[] {
+    return this.wal.segmentSeqs;
+  }
+
+  /**
+   * Waits for the queued operations, then syncs and closes the log. After a storage failure
+   * the log is closed without a sync (retrying an fdatasync that failed is never safe).
+   */
+  async close(): Promise<void> {
+    await this.queue;
+    if (this.failure) this.wal.abandon();
+    else this.wal.close();
+  }
+
+  /** Runs `op` after every operation queued before it; the first failure poisons the queue. */
+  private enqueue(op: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(() => {
+      if (this.failure) throw this.failure.error;
+      return op();
+    });
+    this.queue = run.then(
+      () => undefined,
+      (error: unknown) => {
+        this.failure ??= { error };
+      },
+    );
+    return run;
+  }
+
+  private snapshotFiles(index: number): { file: string; tmp: string } {
+    const file = path.join(this.dir, SNAP_DIR, snapshotName(index));
+    return { file, tmp: `${file}.tmp` };
+  }
+
+  /** Writes `data` to a new file `file` and fsyncs it, on the thread pool. */
+  private async writeFileDurably(file: string, data: Buffer): Promise<void> {
+    const fs = this.fs;
+    const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'w', (err, fd) => (err ? reject(err) : resolve(fd))));
+    try {
+      await writeFullyAsync(fs, fd, data, 0);
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+    }
+  }
+
+  /**
+   * The synchronous tail of installing a snapshot whose temp file is durable: rename it into
+   * place, then roll the log and delete what the snapshot made redundant. Runs inside the
+   * queue, never during an append.
+   */
+  private installSnapshot(snapshot: Snapshot, tmp: string, file: string, bytes: number): void {
     const fs = this.fs;
     const snapDir = path.join(this.dir, SNAP_DIR);
-    const file = path.join(snapDir, snapshotName(snapshot.index));
-    const tmp = `${file}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      const data = encodeSnapshot(snapshot);
-      let written = 0;
-      while (written < data.length) written += fs.writeSync(fd, data, written, data.length - written, written);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
     fs.renameSync(tmp, file);
     fsyncDir(fs, snapDir);
     this.snapshotIndex = snapshot.index;
+    this.snapshotSize = bytes;
     // Roll so that the segment that held entries up to the snapshot is closed and can go.
     this.wal.roll(this.hardFrame());
     this.wal.dropSegmentsThrough(snapshot.index);
+    this.wal.resetBytes();
     let removed = false;
     for (const name of fs.readdirSync(snapDir) as string[]) {
       const m = SNAPSHOT_RE.exec(name);
@@ -225,16 +333,6 @@ export class Storage {
       }
     }
     if (removed) fsyncDir(fs, snapDir);
-  }
-
-  /** Segment sequence numbers on disk (for tests and status). */
-  get segments(): number[] {
-    return this.wal.segmentSeqs;
-  }
-
-  /** Syncs and closes the log. */
-  close(): void {
-    this.wal.close();
   }
 
   private hardFrame(): Buffer {
@@ -251,7 +349,7 @@ function parsePayload(payload: Buffer, dir: string, seq: number, offset: number)
   }
 }
 
-function loadNewestSnapshot(fs: WalFs, snapDir: string, logger: WalLogger | undefined): Snapshot | undefined {
+function loadNewestSnapshot(fs: WalFs, snapDir: string, logger: WalLogger | undefined): { snapshot: Snapshot; bytes: number } | undefined {
   let newest: { index: number; name: string } | undefined;
   for (const name of fs.readdirSync(snapDir) as string[]) {
     if (name.endsWith('.tmp')) {
@@ -265,7 +363,8 @@ function loadNewestSnapshot(fs: WalFs, snapDir: string, logger: WalLogger | unde
   }
   if (!newest) return undefined;
   const file = path.join(snapDir, newest.name);
-  const snapshot = decodeSnapshot(fs.readFileSync(file), file);
+  const buf = fs.readFileSync(file);
+  const snapshot = decodeSnapshot(buf, file);
   if (snapshot.index !== newest.index) throw new CorruptSnapshotError(file, `holds index ${snapshot.index}`);
-  return snapshot;
+  return { snapshot, bytes: buf.length };
 }

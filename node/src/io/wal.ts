@@ -8,11 +8,12 @@
  * where the CRC covers the type byte and the payload. The log knows nothing of Paxos: records
  * are typed byte strings; `storage.ts` gives them meaning.
  *
- * Why synchronous fs calls: the driver must not send a message before the state it depends on
- * is durable, and the core's Ready must not be drained twice concurrently. A blocking
- * `writeSync` + `fdatasyncSync` makes that ordering trivially true, and group commit still
- * happens: requests that arrive while the event loop is blocked on the fsync are all handled
- * in the next turn and go into the next Ready together.
+ * Appends are asynchronous: one `fs.write` and one `fs.fdatasync` on libuv's thread pool, so
+ * the event loop keeps reading sockets, sending the leader's accepts and queueing proposals
+ * while the disk works. The log allows one append at a time (the driver keeps one Ready in
+ * flight, see docs/adr/0006-async-group-commit.md), which keeps the write position and the
+ * "durable up to here" point trivially ordered. Opening, recovery and segment rolls stay
+ * synchronous: they are rare and must not interleave with an append anyway.
  */
 import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
@@ -35,6 +36,12 @@ export type WalFs = Pick<
   | 'unlinkSync'
   | 'mkdirSync'
   | 'rmSync'
+  // the asynchronous (callback) calls of the append path and of snapshot files
+  | 'open'
+  | 'write'
+  | 'fdatasync'
+  | 'fsync'
+  | 'close'
 >;
 
 /** Where a log reports what it repaired; a pino logger fits. */
@@ -186,6 +193,10 @@ export class Wal {
   private position = 0;
   /** True when the active segment holds writes not yet fdatasync'ed. */
   private dirty = false;
+  /** True while an asynchronous append is in flight (appends and rolls must not overlap). */
+  private appending = false;
+  /** Bytes in the segments on disk, or appended since the last `resetBytes`. */
+  private bytes = 0;
   private readonly fs: WalFs;
   private readonly segmentBytesMax: number;
   /** Number of fdatasync calls made, for metrics. */
@@ -233,6 +244,7 @@ export class Wal {
         );
       }
       wal.segments.push({ seq, file, slotHigh: 0 });
+      wal.bytes += scan.validBytes;
       for (const record of scan.records) visit(record, seq);
       if (last) {
         wal.fd = fs.openSync(file, 'r+');
@@ -268,12 +280,26 @@ export class Wal {
   }
 
   /**
+   * Bytes written to the log since `resetBytes` (on open: the size of the segments found).
+   * Storage compares it with the size of the last snapshot to decide when another is worth it.
+   */
+  get bytesWritten(): number {
+    return this.bytes;
+  }
+
+  /** Restarts the `bytesWritten` count (after a snapshot). */
+  resetBytes(): void {
+    this.bytes = 0;
+  }
+
+  /**
    * Closes the active segment and starts a new one whose first bytes are `preamble` (the
    * current hard state, so that older segments are never needed for it). The new segment is
    * written under a temporary name and renamed once durable, so a crash never leaves a
    * half-initialised segment behind.
    */
   roll(preamble: Buffer): void {
+    if (this.appending) throw new Error('roll during an append');
     const fs = this.fs;
     if (this.fd !== undefined) {
       if (this.dirty) this.datasync();
@@ -292,24 +318,41 @@ export class Wal {
     fsyncDir(fs, this.dir);
     this.fd = fd;
     this.position = head.length;
+    this.bytes += head.length;
     this.dirty = false;
     this.segments.push({ seq, file, slotHigh: 0 });
   }
 
   /**
-   * Appends `data` (whole frames) with one write, then one fdatasync when `sync`. `slotHigh` is
-   * the highest entry slot in `data`, tracked so that compaction knows which segments to drop.
+   * Appends `data` (whole frames) with one write, then one fdatasync when `sync`, both on the
+   * thread pool; resolves once they are done. `slotHigh` is the highest entry slot in `data`,
+   * tracked so that compaction knows which segments to drop. One append at a time: the caller
+   * awaits each before starting the next (or a roll). A rejection means the state of the page
+   * cache is unknown; the log must not be used further.
    */
-  append(data: Buffer, sync: boolean, slotHigh: number): void {
+  async append(data: Buffer, sync: boolean, slotHigh: number): Promise<void> {
     if (this.fd === undefined) throw new Error('append before the first roll');
-    if (data.length > 0) {
-      writeFully(this.fs, this.fd, data, this.position);
-      this.position += data.length;
-      this.dirty = true;
-      const active = this.segments.at(-1) as SegmentInfo;
-      if (slotHigh > active.slotHigh) active.slotHigh = slotHigh;
+    if (this.appending) throw new Error('concurrent appends');
+    this.appending = true;
+    try {
+      const fd = this.fd;
+      if (data.length > 0) {
+        const at = this.position;
+        this.position += data.length;
+        this.bytes += data.length;
+        this.dirty = true;
+        const active = this.segments.at(-1) as SegmentInfo;
+        if (slotHigh > active.slotHigh) active.slotHigh = slotHigh;
+        await writeFullyAsync(this.fs, fd, data, at);
+      }
+      if (sync && this.dirty) {
+        await new Promise<void>((resolve, reject) => this.fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+        this.syncCount++;
+        this.dirty = false;
+      }
+    } finally {
+      this.appending = false;
     }
-    if (sync && this.dirty) this.datasync();
   }
 
   /** Makes every append so far durable. */
@@ -335,9 +378,25 @@ export class Wal {
   /** Syncs and closes the active segment. */
   close(): void {
     if (this.fd === undefined) return;
+    if (this.appending) throw new Error('close during an append');
     this.sync();
     this.fs.closeSync(this.fd);
     this.fd = undefined;
+  }
+
+  /**
+   * Closes the active segment without syncing, after a failed write or fdatasync: retrying
+   * the sync could report success for pages the kernel already dropped, so we do not try.
+   */
+  abandon(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    try {
+      this.fs.closeSync(fd);
+    } catch {
+      /* the log is already unusable; the process is stopping */
+    }
   }
 
   private datasync(): void {
@@ -350,4 +409,14 @@ export class Wal {
 function writeFully(fs: WalFs, fd: number, data: Buffer, position: number): void {
   let written = 0;
   while (written < data.length) written += fs.writeSync(fd, data, written, data.length - written, position + written);
+}
+
+/** `writeFully` on the thread pool: loops over short writes (rare on regular files, but legal). */
+export async function writeFullyAsync(fs: WalFs, fd: number, data: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    written += await new Promise<number>((resolve, reject) =>
+      fs.write(fd, data, written, data.length - written, position + written, (err, n) => (err ? reject(err) : resolve(n))),
+    );
+  }
 }
