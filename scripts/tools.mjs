@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the Kubernetes test tools (etcd, kube-apiserver, kube-controller-manager,
-// kubectl, helm) from the pinned Go wrapper modules under test/k8s/tools/ into a
+// kube-scheduler, kubectl, helm) from the pinned Go wrapper modules under test/k8s/tools/ into a
 // git-ignored cache folder (<repo>/.tools/bin).
 //
 // Usage:
@@ -17,7 +17,7 @@
 //   TEST_ASSET_ETCD             path of an etcd binary
 //   TEST_ASSET_KUBE_APISERVER   path of a kube-apiserver binary
 //   TEST_ASSET_KUBECTL          path of a kubectl binary
-//   TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_HELM  (same idea)
+//   TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_KUBE_SCHEDULER, TEST_ASSET_HELM  (same idea)
 // Overridden binaries are symlinked into the bin folder so `path` stays one folder.
 //
 // Other knobs: TOOLS_BIN_DIR (default <repo>/.tools/bin), TOOLS_GO_P (go build -p,
@@ -106,6 +106,14 @@ const TOOLS = [
     module: 'kubernetes',
     pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
     env: 'TEST_ASSET_KUBE_CONTROLLER_MANAGER',
+    kubebuilder: false,
+    ldflags: kubeLdflags,
+  },
+  {
+    name: 'kube-scheduler',
+    module: 'kubernetes',
+    pkg: 'k8s.io/kubernetes/cmd/kube-scheduler',
+    env: 'TEST_ASSET_KUBE_SCHEDULER',
     kubebuilder: false,
     ldflags: kubeLdflags,
   },

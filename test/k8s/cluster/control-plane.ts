@@ -51,6 +51,13 @@ export interface ControlPlaneOptions {
   /** Extra kube-controller-manager flags. */
   readonly controllerManagerArgs?: readonly string[];
   /**
+   * Also run kube-scheduler (default false: pods stay unbound unless the process kubelet binds
+   * them; with a scheduler, give the kubelet `bindPods: false`).
+   */
+  readonly scheduler?: boolean;
+  /** Extra kube-scheduler flags. */
+  readonly schedulerArgs?: readonly string[];
+  /**
    * Address the apiserver binds to (default 127.0.0.1). Use 0.0.0.0 when pods in network
    * namespaces must reach it through a bridge; it still advertises `advertiseAddress`.
    */
@@ -149,7 +156,7 @@ export class LocalControlPlane {
   private keep = false;
   private started = false;
 
-  /** Processes started so far (etcd, kube-apiserver, kube-controller-manager). */
+  /** Processes started so far (etcd, kube-apiserver, kube-controller-manager[, kube-scheduler]). */
   get processes(): readonly ManagedProcess[] {
     return this.procs;
   }
@@ -166,7 +173,9 @@ export class LocalControlPlane {
     this.started = true;
     if (opts.logger) this.log = opts.logger;
     this.keep = opts.keepRunDir ?? process.env.LOCAL_CLUSTER_KEEP === '1';
-    const bins = requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl'], opts.binDir ?? toolsBinDir());
+    const binDir = opts.binDir ?? toolsBinDir();
+    const bins = requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl'], binDir);
+    const schedulerBin = opts.scheduler ? requireTools(['kube-scheduler'], binDir)['kube-scheduler'] : undefined;
     this.bins = bins;
     const deadline = Date.now() + (opts.startTimeoutMs ?? 120_000);
 
@@ -321,6 +330,38 @@ export class LocalControlPlane {
         const r = await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, adminTls);
         return r.status === 200;
       });
+      if (schedulerBin) {
+        const schedKubeconfig = writeKubeconfig({
+          path: join(this.runDir, 'scheduler.kubeconfig'),
+          server: this.server,
+          caCert: pki.ca.cert,
+          client: pki.scheduler,
+          user: 'system:kube-scheduler',
+        });
+        const schedPort = await freePort();
+        const sched = await ManagedProcess.start({
+          name: 'kube-scheduler',
+          command: schedulerBin,
+          args: [
+            `--kubeconfig=${schedKubeconfig}`,
+            `--authentication-kubeconfig=${schedKubeconfig}`,
+            `--authorization-kubeconfig=${schedKubeconfig}`,
+            '--bind-address=127.0.0.1',
+            `--secure-port=${schedPort}`,
+            '--leader-elect=false',
+            '--v=1',
+            ...(opts.schedulerArgs ?? []),
+          ],
+          logFile: join(logs, 'kube-scheduler.log'),
+          env,
+        });
+        this.procs.push(sched);
+        this.log.info({ pid: sched.pid, port: schedPort }, 'kube-scheduler started');
+        await this.waitFor(sched, deadline, async () => {
+          const r = await get(`https://127.0.0.1:${schedPort}/healthz`, { insecure: true });
+          return r.status === 200;
+        });
+      }
       this.log.info({ kubeconfig: this.kubeconfigPath }, 'control plane ready');
       return this;
     } catch (e) {

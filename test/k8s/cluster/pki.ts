@@ -29,6 +29,8 @@ export interface LocalPki {
   readonly admin: CertPair;
   /** kube-controller-manager client (CN=system:kube-controller-manager). */
   readonly controllerManager: CertPair;
+  /** kube-scheduler client (CN=system:kube-scheduler). */
+  readonly scheduler: CertPair;
   /** Client for a node agent (CN=system:node:&lt;node&gt;, O=system:nodes). */
   readonly node: CertPair;
   /** Front-proxy (request-header) CA, for the aggregation layer. */
@@ -165,6 +167,7 @@ export function generatePki(dir: string, opts: PkiOptions = {}): LocalPki {
   const controllerManager = leaf(
     dir, ca, { name: 'controller-manager', subject: '/CN=system:kube-controller-manager', usage: 'client' }, days,
   );
+  const scheduler = leaf(dir, ca, { name: 'scheduler', subject: '/CN=system:kube-scheduler', usage: 'client' }, days);
   const node = leaf(dir, ca, { name: 'node', subject: `/O=system:nodes/CN=system:node:${nodeName}`, usage: 'both' }, days);
 
   const saKey = newKey(dir, 'sa');
@@ -172,7 +175,7 @@ export function generatePki(dir: string, opts: PkiOptions = {}): LocalPki {
   openssl(['pkey', '-in', saKey, '-pubout', '-out', saPub], dir);
 
   return {
-    dir, ca, apiserver, admin, controllerManager, node, frontProxyCa, frontProxyClient,
+    dir, ca, apiserver, admin, controllerManager, scheduler, node, frontProxyCa, frontProxyClient,
     serviceAccount: { key: saKey, pub: saPub },
   };
 }

@@ -4,7 +4,7 @@
  *
  * ```sh
  * npx tsx test/k8s/cluster/up.ts                       # control plane only
- * npx tsx test/k8s/cluster/up.ts --kubelet --images images.json
+ * npx tsx test/k8s/cluster/up.ts --kubelet --images images.json [--scheduler]
  * ```
  *
  * `images.json` maps image references (or repositories) to entrypoints, e.g.
@@ -21,6 +21,7 @@ import { ProcessKubelet, type ImageEntrypoint } from './kubelet.js';
 const { values } = parseArgs({
   options: {
     kubelet: { type: 'boolean', default: false },
+    scheduler: { type: 'boolean', default: false },
     images: { type: 'string' },
     'run-dir': { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -46,6 +47,7 @@ process.on('SIGTERM', () => void shutdown());
 await cp.start({
   logger: log,
   keepRunDir: values.keep,
+  scheduler: values.scheduler,
   ...(values['run-dir'] ? { runDir: resolve(values['run-dir']) } : {}),
 });
 if (values.kubelet) {
@@ -58,6 +60,7 @@ if (values.kubelet) {
     endpoint: { server: cp.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
     runDir: join(cp.runDir, 'kubelet'),
     slot: cp.network?.slot,
+    bindPods: !values.scheduler,
     images,
     logger: log.child({ component: 'kubelet' }),
   });

@@ -1,4 +1,4 @@
-// Pinned wrapper module for kube-apiserver, kube-controller-manager and kubectl.
+// Pinned wrapper module for kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
 // Built by scripts/tools.mjs. To bump: change the versions below (kubernetes
 // v1.X.Y and every staging module v0.X.Y), then run `go mod tidy` here.
 module paxos-operator/test/k8s/tools/kubernetes
@@ -10,6 +10,7 @@ godebug default=go1.25
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubectl
 )
 
