@@ -93,6 +93,12 @@ export interface ProcessKubeletOptions {
    * bridge kpbrN, namespaces kpN-*. Default 0. `podCidr`/`bridge` override.
    */
   readonly slot?: number;
+  /**
+   * Index of this node among the cluster's process kubelets (0–5, default 0). Nodes share the
+   * slot's bridge and pod CIDR: node k hands out pod IPs .(2+40k)–.(41+40k) and has its own
+   * node address (node 0: the gateway .1; node k: .(250-k)). Give each a distinct `nodeName`.
+   */
+  readonly nodeIndex?: number;
   /** Pod CIDR (default from the slot). */
   readonly podCidr?: string;
   /** Bridge name (default from the slot). */
@@ -101,7 +107,11 @@ export interface ProcessKubeletOptions {
   readonly bindPods?: boolean;
   /** Provision hostPath PVs for pending PVCs and a default StorageClass `local` (default true). */
   readonly provisionVolumes?: boolean;
-  /** Run ClusterIP services through a userspace proxy on the bridge (default true). */
+  /**
+   * Run ClusterIP services through a userspace proxy on the bridge (default: node 0 only, as
+   * one proxy serves every node on the shared bridge). `false` also drops ClusterIP names from
+   * the pods' hosts files.
+   */
   readonly serviceProxy?: boolean;
   /** Crash-restart backoff (default 10 s doubling to 300 s, like the kubelet). */
   readonly restartBackoff?: { readonly baseMs: number; readonly maxMs: number };
@@ -482,7 +492,7 @@ class PodWorker {
       if (this.terminating || this.gone) return;
       if (this.hostNetwork) {
         // Host network: no namespace; the pod IP is the node's address.
-        this.net = { ns: '', ip: k.network.gateway, hostVeth: '' };
+        this.net = { ns: '', ip: k.network.nodeIp, hostVeth: '' };
       } else {
         this.net = await k.network.attach(this.uid);
         // Must exist before the first `ip netns exec`, which bind-mounts them over /etc.
@@ -560,7 +570,7 @@ class PodWorker {
       pod: this.pod,
       container: c,
       podIP: this.net?.ip ?? '',
-      hostIP: k.network.gateway,
+      hostIP: k.network.nodeIp,
       base,
       services: k.servicesIn(this.pod.metadata.namespace ?? 'default'),
       data: k.data,
@@ -683,7 +693,7 @@ class PodWorker {
   private downwardFiles(items: readonly DownwardAPIVolumeFile[] | undefined): Record<string, string> {
     const out: Record<string, string> = {};
     for (const it of items ?? []) {
-      if (it.fieldRef) out[it.path] = fieldRefValue(this.pod, it.fieldRef.fieldPath, this.net?.ip ?? '', this.kubelet.network.gateway);
+      if (it.fieldRef) out[it.path] = fieldRefValue(this.pod, it.fieldRef.fieldPath, this.net?.ip ?? '', this.kubelet.network.nodeIp);
       else if (it.resourceFieldRef) {
         const c = this.pod.spec.containers.find((x) => x.name === it.resourceFieldRef?.containerName);
         out[it.path] = resourceFieldValue(it.resourceFieldRef, c, this.kubelet.allocatable);
@@ -814,7 +824,7 @@ class PodWorker {
       this.setCondition('PodReadyToStartContainers', false);
     }
     const ip = this.net?.ip ?? this.pod.status?.podIP;
-    const hostIP = this.kubelet.network.gateway;
+    const hostIP = this.kubelet.network.nodeIp;
     return {
       phase,
       conditions: [...this.conditions.values()],
@@ -916,6 +926,15 @@ class PodWorker {
   }
 }
 
+/** A pod with an IP, as name resolution and the service proxy see it. */
+interface PodView {
+  readonly pod: Pod;
+  readonly ip: string;
+  readonly ready: boolean;
+  readonly hostname: string;
+  readonly worker?: PodWorker;
+}
+
 /** Userspace TCP proxy for one service IP:port. */
 interface ProxyListener {
   readonly server: Server;
@@ -952,6 +971,8 @@ export class ProcessKubelet {
   private readonly bindingInFlight = new Set<string>();
   private readonly provisioned = new Set<string>();
   private readonly createdPaths = new Set<string>();
+  private readonly allPods = new Map<string, Pod>();
+  private readonly runProxy: boolean;
   private timers: NodeJS.Timeout[] = [];
   private hostsTimer: NodeJS.Timeout | undefined;
   private proxyTimer: NodeJS.Timeout | undefined;
@@ -967,8 +988,15 @@ export class ProcessKubelet {
     this.runDir = opts.runDir;
     this.images = opts.images;
     const slot = slotNetwork(opts.slot ?? 0);
+    const nodeIndex = opts.nodeIndex ?? 0;
     this.podCidr = opts.podCidr ?? slot.podCidr;
-    this.network = new PodNetwork({ cidr: this.podCidr, bridge: opts.bridge ?? slot.bridge, nsPrefix: slot.nsPrefix });
+    this.network = new PodNetwork({
+      cidr: this.podCidr,
+      bridge: opts.bridge ?? slot.bridge,
+      nsPrefix: `${slot.nsPrefix}${nodeIndex}-`,
+      nodeIndex,
+    });
+    this.runProxy = opts.serviceProxy ?? nodeIndex === 0;
     this.client = new KubeClient(opts.endpoint);
     this.log = opts.logger ?? pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' }).child({ component: 'kubelet' });
     this.backoff = opts.restartBackoff ?? { baseMs: 10_000, maxMs: 300_000 };
@@ -1037,6 +1065,7 @@ export class ProcessKubelet {
       }, signal, done));
     };
     watch<Service>('/api/v1/services', (ev) => this.onService(ev));
+    watch<Pod>('/api/v1/pods', (ev) => this.onAnyPod(ev));
     watch<Pod>(`/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${this.nodeName}`)}`, (ev) => this.onPod(ev));
     if (this.opts.bindPods !== false) {
       watch<Pod>(`/api/v1/pods?fieldSelector=${encodeURIComponent('spec.nodeName=,status.phase!=Succeeded,status.phase!=Failed')}`, (ev) => this.onUnscheduled(ev));
@@ -1059,6 +1088,10 @@ export class ProcessKubelet {
     this.workers.clear();
     for (const s of this.proxySockets) s.destroy();
     await Promise.all([...this.proxies.values()].map((p) => new Promise<void>((r) => p.server.close(() => r()))));
+    // The bridge may outlive this kubelet (other nodes): give back the service addresses.
+    for (const ip of new Set([...this.proxies.keys()].map((k) => k.split(':')[0] ?? ''))) {
+      await this.network.removeAddress(`${ip}/32`);
+    }
     this.proxies.clear();
     await Promise.allSettled(this.watches);
     if (this.logServer) {
@@ -1100,12 +1133,12 @@ export class ProcessKubelet {
     const cert = join(dir, 'kubelet.crt');
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
-      '-days', '30', '-subj', `/CN=${this.nodeName}`, '-addext', `subjectAltName=IP:${this.network.gateway},DNS:${this.nodeName}`,
+      '-days', '30', '-subj', `/CN=${this.nodeName}`, '-addext', `subjectAltName=IP:${this.network.nodeIp},DNS:${this.nodeName}`,
     ], { stdio: 'ignore' });
     const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => this.serveLogs(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.kubeletPort, this.network.gateway, () => resolve());
+      server.listen(this.kubeletPort, this.network.nodeIp, () => resolve());
     });
     this.logServer = server;
   }
@@ -1205,7 +1238,7 @@ export class ProcessKubelet {
         cond('Ready', 'True', 'KubeletReady', 'process kubelet is posting ready status'),
       ],
       addresses: [
-        { type: 'InternalIP', address: this.network.gateway },
+        { type: 'InternalIP', address: this.network.nodeIp },
         { type: 'Hostname', address: this.nodeName },
       ],
       daemonEndpoints: { kubeletEndpoint: { Port: this.kubeletPort } },
@@ -1305,6 +1338,14 @@ export class ProcessKubelet {
     this.endpointsChanged();
   }
 
+  /** Cluster-wide pod view (for names and service endpoints across nodes). */
+  private onAnyPod(ev: WatchEvent<Pod>): void {
+    const uid = ev.object.metadata.uid ?? '';
+    if (ev.type === 'DELETED') this.allPods.delete(uid);
+    else this.allPods.set(uid, ev.object);
+    this.endpointsChanged();
+  }
+
   /** Services visible to pods in a namespace (its own plus `default/kubernetes`). */
   servicesIn(ns: string): Service[] {
     return [...this.services.values()].filter(
@@ -1312,15 +1353,37 @@ export class ProcessKubelet {
     );
   }
 
-  private endpointsOf(svc: Service): PodWorker[] {
-    const out: PodWorker[] = [];
-    for (const w of this.workers.values()) {
-      if (!w.net || w.pod.metadata.namespace !== svc.metadata.namespace) continue;
-      if (!labelsMatch(svc.spec.selector, w.pod.metadata.labels)) continue;
-      if (w.pod.metadata.deletionTimestamp && !svc.spec.publishNotReadyAddresses) continue;
-      if (svc.spec.publishNotReadyAddresses || w.isReady()) out.push(w);
+  /**
+   * Every pod with an IP in the cluster: this node's pods from local state (fresher), other
+   * nodes' pods from the cluster-wide watch.
+   */
+  private podView(): PodView[] {
+    const out = new Map<string, PodView>();
+    for (const p of this.allPods.values()) {
+      const ip = p.status?.podIP;
+      const phase = p.status?.phase;
+      if (!ip || phase === 'Succeeded' || phase === 'Failed') continue;
+      const ready = phase === 'Running' && !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      out.set(p.metadata.uid ?? '', { pod: p, ip, ready, hostname: (p.spec.hostname ?? p.metadata.name ?? '').slice(0, 63) });
     }
-    return out;
+    for (const w of this.workers.values()) {
+      const uid = w.uid;
+      if (!w.net) {
+        out.delete(uid);
+        continue;
+      }
+      out.set(uid, { pod: w.pod, ip: w.net.ip, ready: w.isReady(), hostname: w.hostname, worker: w });
+    }
+    return [...out.values()];
+  }
+
+  private endpointsOf(svc: Service, view: readonly PodView[] = this.podView()): PodView[] {
+    return view.filter((v) => {
+      if (v.pod.metadata.namespace !== svc.metadata.namespace) return false;
+      if (!labelsMatch(svc.spec.selector, v.pod.metadata.labels)) return false;
+      if (svc.spec.publishNotReadyAddresses) return true;
+      return !v.pod.metadata.deletionTimestamp && v.ready;
+    });
   }
 
   /** Regenerates every pod's hosts file (coalesced). */
@@ -1358,25 +1421,25 @@ export class ProcessKubelet {
       const own = sub ? [`${h}.${sub}.${ns}.svc.cluster.local`, `${h}.${sub}.${ns}.svc`, `${h}.${sub}.${ns}`, `${h}.${sub}`] : [];
       lines.push(`${self.net.ip}\t${[...own, self.hostname].join(' ')}`);
     }
+    const view = this.podView();
     for (const svc of this.services.values()) {
       const sns = svc.metadata.namespace ?? 'default';
       const name = svc.metadata.name ?? '';
       const ip = svc.spec.clusterIP;
-      const eps = this.endpointsOf(svc);
       if (ip && ip !== 'None') {
         if (this.opts.serviceProxy !== false) lines.push(`${ip}\t${names(name, sns).join(' ')}`);
       } else {
-        for (const w of eps) if (w.net) lines.push(`${w.net.ip}\t${names(name, sns).join(' ')}`);
+        for (const v of this.endpointsOf(svc, view)) lines.push(`${v.ip}\t${names(name, sns).join(' ')}`);
       }
       // Pod records for pods whose subdomain is this service (StatefulSet-style).
-      for (const w of this.workers.values()) {
-        if (!w.net || w.pod.metadata.namespace !== sns || w.pod.spec.subdomain !== name) continue;
-        if (!labelsMatch(svc.spec.selector, w.pod.metadata.labels)) continue;
-        if (w === self) continue;
-        const h = w.hostname;
+      for (const v of view) {
+        if (v.pod.metadata.namespace !== sns || v.pod.spec.subdomain !== name) continue;
+        if (!labelsMatch(svc.spec.selector, v.pod.metadata.labels)) continue;
+        if (v.pod.metadata.uid === self.uid) continue;
+        const h = v.hostname;
         const recs = [`${h}.${name}.${sns}.svc.cluster.local`, `${h}.${name}.${sns}.svc`, `${h}.${name}.${sns}`];
         if (sns === ns) recs.push(`${h}.${name}`);
-        lines.push(`${w.net.ip}\t${recs.join(' ')}`);
+        lines.push(`${v.ip}\t${recs.join(' ')}`);
       }
     }
     return `${lines.join('\n')}\n`;
@@ -1385,7 +1448,7 @@ export class ProcessKubelet {
   /** Something affecting endpoints changed: refresh proxies and hosts (coalesced). */
   endpointsChanged(): void {
     this.writeHosts();
-    if (this.opts.serviceProxy === false || this.proxyTimer) return;
+    if (!this.runProxy || this.proxyTimer) return;
     this.proxyTimer = setTimeout(() => {
       this.proxyTimer = undefined;
       void this.syncProxies().catch((e) => this.log.warn({ err: errMsg(e) }, 'proxy sync failed'));
@@ -1434,12 +1497,12 @@ export class ProcessKubelet {
     else if (svc) {
       const sp = (svc.spec.ports ?? []).find((p) => p.port === port);
       const eps = this.endpointsOf(svc);
-      const w = eps[Math.floor(Math.random() * eps.length)];
-      if (sp && w?.net) {
+      const v = eps[Math.floor(Math.random() * eps.length)];
+      if (sp && v) {
         try {
           const tp = sp.targetPort ?? sp.port;
-          const ports = w.pod.spec.containers.flatMap((c) => c.ports ?? []);
-          target = { host: w.net.ip, port: resolvePort(tp, ports) };
+          const ports = v.pod.spec.containers.flatMap((c) => c.ports ?? []);
+          target = { host: v.ip, port: resolvePort(tp, ports) };
         } catch {
           target = undefined;
         }

@@ -47,6 +47,11 @@ export interface PodNetworkOptions {
   readonly bridge?: string;
   /** Prefix of network namespace names (default `kp-`). */
   readonly nsPrefix?: string;
+  /**
+   * Index of the node sharing this bridge (default 0). Node k allocates pod IPs from
+   * .(2+40k) to .(41+40k) of a /24 and owns node address .(250-k) (node 0: the gateway).
+   */
+  readonly nodeIndex?: number;
 }
 
 /** A pod's network attachment. */
@@ -65,11 +70,16 @@ export class PodNetwork {
   readonly bridge: string;
   /** Gateway address (the bridge's address), e.g. 10.244.0.1. */
   readonly gateway: string;
+  /** This node's address on the bridge (pods' hostIP, the kubelet API). */
+  readonly nodeIp: string;
   /** Prefix length of the pod CIDR. */
   readonly prefix: number;
   private readonly base: number;
   private readonly size: number;
   private readonly nsPrefix: string;
+  private readonly nodeIndex: number;
+  private readonly first: number;
+  private readonly last: number;
   private readonly used = new Map<string, PodNet>();
   private readonly extraAddrs = new Set<string>();
   private next = 0;
@@ -82,6 +92,13 @@ export class PodNetwork {
     this.gateway = ipString(base + 1);
     this.bridge = opts.bridge ?? 'kpbr0';
     this.nsPrefix = opts.nsPrefix ?? 'kp-';
+    this.nodeIndex = opts.nodeIndex ?? 0;
+    if (!Number.isInteger(this.nodeIndex) || this.nodeIndex < 0 || this.nodeIndex > 5) throw new Error('nodeIndex must be 0-5');
+    if (this.size < 256 && this.nodeIndex > 0) throw new Error('several nodes need a pod CIDR of /24 or larger');
+    this.nodeIp = this.nodeIndex === 0 ? this.gateway : ipString(base + 250 - this.nodeIndex);
+    // Node 0 alone may use the whole range, unless other nodes share the bridge.
+    this.first = 2 + 40 * this.nodeIndex;
+    this.last = this.nodeIndex === 0 && this.size > 256 ? this.size - 2 : this.first + 39;
   }
 
   /** Creates the bridge (idempotent) and gives it the gateway address. */
@@ -99,9 +116,13 @@ export class PodNetwork {
     }
     const links = await run('ip', ['-o', 'link', 'show']);
     if (!new RegExp(`^\\d+: ${this.bridge}[:@]`, 'm').test(links)) {
-      await run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+      // Another node's kubelet may be creating it at the same moment.
+      await run('ip', ['link', 'add', this.bridge, 'type', 'bridge']).catch((e: unknown) => {
+        if (!String(e).includes('File exists')) throw e;
+      });
     }
     await this.addAddress(`${this.gateway}/${this.prefix}`);
+    if (this.nodeIp !== this.gateway) await this.addAddress(`${this.nodeIp}/${this.prefix}`);
     await run('ip', ['link', 'set', this.bridge, 'up']);
   }
 
@@ -111,7 +132,11 @@ export class PodNetwork {
    */
   async addAddress(cidr: string): Promise<void> {
     const addrs = await run('ip', ['-o', 'addr', 'show', 'dev', this.bridge]);
-    if (!addrs.includes(` ${cidr} `)) await run('ip', ['addr', 'add', cidr, 'dev', this.bridge]);
+    if (!addrs.includes(` ${cidr} `)) {
+      await run('ip', ['addr', 'add', cidr, 'dev', this.bridge]).catch((e: unknown) => {
+        if (!String(e).includes('File exists')) throw e;
+      });
+    }
     this.extraAddrs.add(cidr);
   }
 
@@ -124,12 +149,12 @@ export class PodNetwork {
   private allocate(): string {
     // Round-robin, so a just-released IP is not handed out again right away.
     const taken = new Set([...this.used.values()].map((p) => p.ip));
-    const slots = this.size - 3; // minus network, gateway, broadcast
+    const slots = Math.min(this.last, this.size - 2) - this.first + 1;
     for (let n = 0; n < slots; n++) {
-      const i = 2 + ((this.next + n) % slots);
+      const i = this.first + ((this.next + n) % slots);
       const ip = ipString(this.base + i);
       if (!taken.has(ip)) {
-        this.next = i - 1;
+        this.next = i - this.first + 1;
         return ip;
       }
     }
@@ -194,7 +219,10 @@ export class PodNetwork {
   /** Detaches every pod and deletes the bridge. */
   async teardown(): Promise<void> {
     for (const key of [...this.used.keys()]) await this.detach(key);
-    await run('ip', ['link', 'del', this.bridge]).catch(() => undefined);
+    if (this.nodeIp !== this.gateway) await this.removeAddress(`${this.nodeIp}/${this.prefix}`);
+    // Other nodes of the cluster may still use the bridge.
+    const ports = await run('ip', ['-o', 'link', 'show', 'master', this.bridge]).catch(() => '');
+    if (ports.trim() === '') await run('ip', ['link', 'del', this.bridge]).catch(() => undefined);
     this.extraAddrs.clear();
   }
 }
