@@ -73,6 +73,7 @@ spec:
   serviceName: web
   replicas: 2
   podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy: { whenScaled: Delete, whenDeleted: Delete }
   selector: { matchLabels: { app: web } }
   template:
     metadata: { labels: { app: web } }
@@ -388,4 +389,22 @@ spec:
     });
     expect(replaced.metadata.uid).not.toBe(before.metadata.uid);
   }, 60_000);
+
+  it('deletes the PVC, PV and host folder when the StatefulSet scales down', async () => {
+    const pvName = await cp.kubectl(['get', 'pvc', '-n', 'x', 'data-web-1', '-o', 'jsonpath={.spec.volumeName}']);
+    const hostPath = await cp.kubectl(['get', 'pv', pvName, '-o', 'jsonpath={.spec.hostPath.path}']);
+    expect(existsSync(hostPath)).toBe(true);
+    await cp.kubectl(['scale', 'statefulset', '-n', 'x', 'web', '--replicas=1']);
+    await waitFor('PV of data-web-1 deleted', async () => {
+      try {
+        await cp.kubectl(['get', 'pv', pvName]);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    await waitFor('host folder removed', async () => !existsSync(hostPath), 10_000);
+    expect(await getPod('web-1')).toBeUndefined();
+    expect(isReady(await getPod('web-0'))).toBe(true);
+  }, 90_000);
 });
