@@ -96,15 +96,7 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
   const admin = new ClientNodeAdmin();
   const identity = `${process.env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
   const events = new KubeEventRecorder(clients, log.child({ component: 'events' }), `${GROUP}/operator`, identity);
-  const reconciler = new Reconciler({
-    clients, admin, events, log: log.child({ component: 'reconciler' }), defaultImage: config.nodeImage, metrics,
-  });
-  const informers = makeInformers(clients, log.child({ component: 'informers' }), config.namespace);
-  const controller = new Controller(informers, (key) => reconciler.reconcile(key), log.child({ component: 'controller' }), metrics);
-  const server = await serveMetrics(metrics, config.metricsPort, () => controller.synced);
-  log.info({ version: VERSION, namespace: config.namespace ?? '(all)', metricsPort: config.metricsPort, nodeImage: config.nodeImage }, 'starting');
-
-  await controller.startInformers();
+  // The callbacks run only after start(), when the controller below exists.
   const elector = config.leaderElect
     ? new LeaderElector(clients, log.child({ component: 'leader-election' }), {
       namespace: config.leaseNamespace ?? clients.rest.connection.namespace ?? 'default',
@@ -120,6 +112,16 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
       },
     })
     : undefined;
+  const reconciler = new Reconciler({
+    clients, admin, events, log: log.child({ component: 'reconciler' }), defaultImage: config.nodeImage, metrics,
+    mayAct: () => elector === undefined || elector.isLeader,
+  });
+  const informers = makeInformers(clients, log.child({ component: 'informers' }), config.namespace);
+  const controller = new Controller(informers, (key) => reconciler.reconcile(key), log.child({ component: 'controller' }), metrics);
+  const server = await serveMetrics(metrics, config.metricsPort, () => controller.synced);
+  log.info({ version: VERSION, namespace: config.namespace ?? '(all)', metricsPort: config.metricsPort, nodeImage: config.nodeImage }, 'starting');
+
+  await controller.startInformers();
   if (elector !== undefined) elector.start();
   else {
     metrics.setLeader(true);

@@ -36,7 +36,7 @@ describe('controller wiring against a real API server', () => {
     const clients = (cluster as Cluster).clients;
     const leading = { a: false, b: false };
     const elector = (id: 'a' | 'b'): LeaderElector => new LeaderElector(clients, quiet, {
-      namespace: ns, name: 'operator-lease', identity: id, leaseDurationSeconds: 3, renewIntervalMs: 200, renewDeadlineMs: 2_000,
+      namespace: ns, name: 'operator-lease', identity: id, leaseDurationSeconds: 6, renewIntervalMs: 300, renewDeadlineMs: 4_000,
       onStartedLeading: () => { leading[id] = true; },
       onStoppedLeading: () => { leading[id] = false; },
     });
@@ -48,7 +48,7 @@ describe('controller wiring against a real API server', () => {
     await sleep(1_500);
     expect(leading).toEqual({ a: true, b: false });
     const lease = await clients.rest.get<{ spec: { holderIdentity: string; leaseDurationSeconds: number } }>(resourcePath(Resources.leases, ns, 'operator-lease'));
-    expect(lease.spec).toMatchObject({ holderIdentity: 'a', leaseDurationSeconds: 3 });
+    expect(lease.spec).toMatchObject({ holderIdentity: 'a', leaseDurationSeconds: 6 });
     await a.stop();
     expect(leading.a).toBe(false);
     // Released, so b need not wait for expiry: it takes over on its next round.

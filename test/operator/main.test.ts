@@ -63,6 +63,13 @@ describe('operator main', () => {
     const sts = await eventually('the StatefulSet', async () =>
       clients.rest.get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>(resourcePath(Resources.statefulSets, ns, 'm')), 20_000);
     expect(sts.spec.template.spec.containers[0]?.image).toBe('example.invalid/node:1');
+    const events = await eventually('an Event about the new quorum', async () => {
+      const list = await clients.rest.get<{ items: { reason: string; note: string; regarding: { kind: string; name: string } }[] }>(
+        resourcePath(Resources.events, ns));
+      const created = list.items.find((event) => event.reason === 'Created' && event.regarding.name === 'm');
+      return created;
+    }, 10_000);
+    expect(events).toMatchObject({ regarding: { kind: 'PaxosQuorum' }, note: expect.stringMatching(/StatefulSet m/) });
 
     const metrics = await eventually('reconcile metrics', async () => {
       const text = await (await fetch(url('/metrics'))).text();

@@ -63,6 +63,12 @@ export interface ReconcilerOptions {
   /** Deadline of admin calls that change a node (default 15 s). */
   readonly actionDeadlineMs?: number;
   readonly clock?: () => Date;
+  /**
+   * Asked right before a step is executed; false skips the step. Leader election passes
+   * "do I still hold the Lease", so a pass that began before leadership was lost does not act
+   * after a successor may have started.
+   */
+  readonly mayAct?: () => boolean;
 }
 
 /** Delays before the next pass, by situation. */
@@ -205,6 +211,10 @@ export class Reconciler {
     }
 
     const description = describeAction(action);
+    if (this.options.mayAct !== undefined && !this.options.mayAct()) {
+      log.warn({ step: description }, 'not executing the step: no longer the leader');
+      return {};
+    }
     try {
       await executeStep({
         clients: this.options.clients, admin: this.options.admin, quorum, statefulSet: sts, views,

@@ -136,14 +136,23 @@ export class Informer<T extends KubernetesObject> {
         else this.cache.set(key, event.object);
         this.emit(event.object, event.type);
       });
+      // The server ends the watch after timeoutSeconds; a connection that died silently never
+      // ends, so it is cut a little later and re-opened like a normal end.
+      let expired = false;
+      const guard = setTimeout(() => {
+        expired = true;
+        this.watch?.abort();
+      }, (WATCH_TIMEOUT_SECONDS + 30) * 1000);
       try {
         await this.watch.done;
       } catch (error) {
         if (error instanceof KubeApiError && error.status === 410) gone = true;
-        else {
+        else if (!expired) {
           this.fail(generation, error);
           return;
         }
+      } finally {
+        clearTimeout(guard);
       }
       if (gone) {
         this.resourceVersion = '';
