@@ -106,6 +106,8 @@ export class Storage {
   /** The tail of the serial queue of log operations. */
   private queue: Promise<void> = Promise.resolve();
   private failure: { readonly error: unknown } | undefined;
+  /** Snapshots whose temp file is still being written (not yet in the queue); close waits. */
+  private readonly snapshotsInProgress = new Set<Promise<void>>();
 
   private constructor(
     readonly dir: string,
@@ -247,18 +249,21 @@ export class Storage {
     if (snapshot.index <= this.snapshotIndex) return Promise.resolve();
     const encoded = encodeSnapshot(snapshot);
     const { file, tmp } = this.snapshotFiles(snapshot.index);
-    const written = this.writeFileDurably(tmp, encoded);
-    // Awaited in the queue, possibly much later: mark it handled so that an early failure is not
-    // reported as an unhandled rejection before the queue gets to it.
-    written.catch(() => undefined);
-    return this.enqueue(async () => {
-      await written;
-      if (snapshot.index <= this.snapshotIndex) {
-        this.fs.unlinkSync(tmp);
-        return;
-      }
-      this.installSnapshot(snapshot, tmp, file, encoded.length);
-    });
+    // The temp file is written outside the queue, so appends go on meanwhile; only the final
+    // step is queued, once the file is durable.
+    const done = this.writeFileDurably(tmp, encoded).then(() =>
+      this.enqueue(async () => {
+        if (snapshot.index <= this.snapshotIndex) {
+          this.fs.unlinkSync(tmp);
+          return;
+        }
+        this.installSnapshot(snapshot, tmp, file, encoded.length);
+      }),
+    );
+    this.snapshotsInProgress.add(done);
+    const forget = (): void => void this.snapshotsInProgress.delete(done);
+    done.then(forget, forget);
+    return done;
   }
 
   /** Segment sequence numbers on disk (for tests and status). */
@@ -267,10 +272,11 @@ export class Storage {
   }
 
   /**
-   * Waits for the queued operations, then syncs and closes the log. After a storage failure
+   * Waits for snapshots being written and the queued operations, then syncs and closes the log. After a storage failure
    * the log is closed without a sync (retrying an fdatasync that failed is never safe).
    */
   async close(): Promise<void> {
+    await Promise.allSettled(this.snapshotsInProgress);
     await this.queue;
     if (this.failure) this.wal.abandon();
     else this.wal.close();

@@ -325,7 +325,8 @@ export class Wal {
 
   /**
    * Appends `data` (whole frames) with one write, then one fdatasync when `sync`, both on the
-   * thread pool; resolves once they are done. `slotHigh` is the highest entry slot in `data`,
+   * thread pool; resolves once they are done. Without `sync` the write is done inline (see
+   * below) and the promise is already resolved. `slotHigh` is the highest entry slot in `data`,
    * tracked so that compaction knows which segments to drop. One append at a time: the caller
    * awaits each before starting the next (or a roll). A rejection means the state of the page
    * cache is unknown; the log must not be used further.
@@ -343,7 +344,11 @@ export class Wal {
         this.dirty = true;
         const active = this.segments.at(-1) as SegmentInfo;
         if (slotHigh > active.slotHigh) active.slotHigh = slotHigh;
-        await writeFullyAsync(this.fs, fd, data, at);
+        // A write that is not followed by a sync (a Ready that only moves the commit hint) is a
+        // copy into the page cache: cheaper inline than a round trip through the thread pool,
+        // which on a busy machine costs more than the copy and sits on the commit path.
+        if (sync) await writeFullyAsync(this.fs, fd, data, at);
+        else writeFully(this.fs, fd, data, at);
       }
       if (sync && this.dirty) {
         await new Promise<void>((resolve, reject) => this.fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
