@@ -756,6 +756,8 @@ class PodWorker {
       const dir = this.volDir(v.name);
       if (v.emptyDir) {
         mkdirSync(dir, { recursive: true });
+        // Like the kubelet: an emptyDir is world-writable (0777), so a non-root runAsUser can use it.
+        chmodSync(dir, 0o777);
         this.applyFsGroup(dir);
       } else if (v.hostPath) {
         if (!existsSync(v.hostPath.path) && (v.hostPath.type ?? '').includes('OrCreate')) {
