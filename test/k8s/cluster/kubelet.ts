@@ -975,6 +975,7 @@ export class ProcessKubelet {
   private readonly createdPaths = new Set<string>();
   private readonly allPods = new Map<string, Pod>();
   private readonly runProxy: boolean;
+  private readonly startedAt = now();
   private timers: NodeJS.Timeout[] = [];
   private hostsTimer: NodeJS.Timeout | undefined;
   private proxyTimer: NodeJS.Timeout | undefined;
@@ -1227,7 +1228,7 @@ export class ProcessKubelet {
   private nodeStatus(): unknown {
     const t = now();
     const cond = (type: string, status: string, reason: string, message: string): unknown => ({
-      type, status, reason, message, lastHeartbeatTime: t, lastTransitionTime: t,
+      type, status, reason, message, lastHeartbeatTime: t, lastTransitionTime: this.startedAt,
     });
     const res = { ...this.allocatable, pods: '110' };
     return {
@@ -1255,7 +1256,14 @@ export class ProcessKubelet {
 
   private async heartbeat(): Promise<void> {
     try {
-      await this.client.patch(`/api/v1/nodes/${this.nodeName}/status`, { status: this.nodeStatus() }, 'strategic');
+      try {
+        await this.client.patch(`/api/v1/nodes/${this.nodeName}/status`, { status: this.nodeStatus() }, 'strategic');
+      } catch (e) {
+        if (!(e instanceof KubeApiError && e.status === 404)) throw e;
+        // The Node object was deleted: register again, like the kubelet.
+        await this.registerNode();
+        await this.client.patch(`/api/v1/nodes/${this.nodeName}/status`, { status: this.nodeStatus() }, 'strategic');
+      }
       const path = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${this.nodeName}`;
       const spec = { holderIdentity: this.nodeName, leaseDurationSeconds: 40, renewTime: microTime() };
       const existing = await this.client.get(path);

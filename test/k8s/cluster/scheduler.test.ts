@@ -26,7 +26,8 @@ describe('LocalControlPlane with kube-scheduler', () => {
   beforeAll(async () => {
     requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl']);
     if (process.getuid?.() !== 0) throw new Error('This test needs root (network namespaces); run it as root.');
-    await cp.start({ scheduler: true });
+    // Fast node-failure detection for the last test.
+    await cp.start({ scheduler: true, controllerManagerArgs: ['--node-monitor-period=1s', '--node-monitor-grace-period=8s'] });
     const pki = cp.pki;
     if (!pki) throw new Error('no PKI');
     kubelet = new ProcessKubelet({
@@ -143,5 +144,25 @@ spec:
     // kubectl logs reaches the second node's kubelet API too.
     const node1Pod = pods.find((p) => p.spec.nodeName === 'local-1') as P;
     expect(await cp.kubectl(['logs', node1Pod.metadata.name])).toContain('echo-server listening');
+  }, 90_000);
+
+  it('marks a node and its pods not ready when its kubelet stops (node failure)', async () => {
+    interface N { status: { conditions: { type: string; status: string }[] } }
+    interface P { metadata: { name: string }; spec: { nodeName?: string }; status?: { conditions?: { type: string; status: string }[] } }
+    const pods = (JSON.parse(await cp.kubectl(['get', 'pods', '-l', 'app=peer', '-o', 'json'])) as { items: P[] }).items;
+    const victim = pods.find((p) => p.spec.nodeName === 'local-1');
+    expect(victim).toBeDefined();
+    await kubelet1?.stop();
+    kubelet1 = undefined;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const node = JSON.parse(await cp.kubectl(['get', 'node', 'local-1', '-o', 'json'])) as N;
+      const pod = JSON.parse(await cp.kubectl(['get', 'pod', victim?.metadata.name ?? '', '-o', 'json'])) as P;
+      const nodeReady = node.status.conditions.find((c) => c.type === 'Ready')?.status;
+      const podReady = pod.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+      if (nodeReady === 'Unknown' && podReady === 'False') break;
+      if (Date.now() > deadline) throw new Error(`node Ready=${nodeReady}, pod Ready=${podReady}`);
+      await sleep(500);
+    }
   }, 90_000);
 });
