@@ -176,6 +176,28 @@ describe('Reconciler against a real API server', () => {
     expect(pdb.spec.minAvailable).toBe(2);
   }, 240_000);
 
+  it('expands in Election mode: the leader converts in place, with no transfer', async () => {
+    const sim = new SimNodes('zeta');
+    const kubelet = new FakeKubelet(clients, ns, 'zeta', sim);
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'zeta', { replicas: 3, reconfiguration: { mode: 'Election' } }) });
+    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
+      await kubelet.sync();
+      await pass('zeta', sim);
+      return done(await getQuorum('zeta')) ? true : undefined;
+    }, 60_000);
+    await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'zeta'), { spec: { replicas: 5 } });
+    await drive('5 nodes on epoch 2', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 2
+      && quorum.status.members?.length === 5 && quorum.status.operation == null);
+    expect(sim.calls.filter((call) => call.startsWith('transfer'))).toEqual([]);
+    expect(sim.calls.slice(0, 3)).toEqual(['convert 1 e2', 'convert 2 e2', 'convert 0 e2']);
+    expect([...sim.nodes.values()].every((node) => node.config.epoch === 2 && node.config.prior === undefined)).toBe(true);
+    const configMap = await get<KubernetesObject & { data: Record<string, string> }>(Resources.configMaps, 'zeta-bootstrap');
+    // Once the change is done, a recreated pod boots on the configuration in force.
+    expect(JSON.parse(configMap.data.config ?? '')).toEqual({ epoch: 2, members: [0, 1, 2, 3, 4] });
+    expect(configMap.data.joining).toBe('true');
+  }, 120_000);
+
   it('rolls a new image pod by pod: followers first, the leader last after a transfer', async () => {
     const sim = new SimNodes('eps');
     const kubelet = new FakeKubelet(clients, ns, 'eps', sim);

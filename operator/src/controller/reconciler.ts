@@ -13,7 +13,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { KubeClients } from '../k8s/client.js';
+import { FIELD_MANAGER, type KubeClients } from '../k8s/client.js';
 import { getOrUndefined, kubeCall } from '../k8s/errors.js';
 import { Resources, resourcePath } from '../k8s/rest.js';
 import type { EventRecorder } from '../k8s/events.js';
@@ -21,7 +21,7 @@ import {
   InvalidSpecError, PaxosQuorumApi, parseSpec, withFinalizer, withoutFinalizer,
   type OperationStatus, type PaxosQuorum, type PaxosQuorumSpec, type PaxosQuorumStatus,
 } from '../k8s/paxosquorum.js';
-import { ordinals, type NodeConfig } from '../plan/config.js';
+import { ordinals, sameConfig, type NodeConfig } from '../plan/config.js';
 import { nextStep } from '../plan/next-step.js';
 import { newestConfig } from '../plan/observation.js';
 import { describeStep, isAction, type Step } from '../plan/steps.js';
@@ -36,7 +36,7 @@ import {
 import type { Outcome } from './queue.js';
 import { ConditionType, Reason } from './reasons.js';
 import {
-  adminPort, clientService, configMap, describeBootstrap, desiredImage, names, parseBootstrap, peerService,
+  adminPort, bootstrapData, clientService, configMap, describeBootstrap, desiredImage, names, parseBootstrap, peerService,
   podDisruptionBudget, selectorString, statefulSet, type Bootstrap,
 } from './resources.js';
 import { nextRollStep, type RollStep } from './roll.js';
@@ -169,6 +169,7 @@ export class Reconciler {
       : { kind: 'planner', step: decision.step, operation: decision.operation };
     // The budget follows the decision: no voluntary disruption while a membership change runs.
     await this.ensureBudget(quorum, owned, sts.spec?.replicas ?? spec.replicas, decision.operation !== undefined);
+    if (plan.kind === 'roll' && membership !== undefined) await this.refreshBootstrap(quorum, owned, membership);
 
     // The one action this pass may take, if the quorum is healthy enough for any action.
     let action = actionOf(plan);
@@ -189,7 +190,7 @@ export class Reconciler {
 
     const status = computeStatus({
       quorum, views, leader, membership, operation, activity, rolling, blocked, actionError, now,
-      currentImage: rolling ? undefined : desiredImage(spec, this.options.defaultImage),
+      currentImage: desiredImage(spec, this.options.defaultImage),
     });
     await this.writeStatus(quorum, status);
     this.options.metrics?.quorumSize(namespace, name, membership?.members.length);
@@ -281,6 +282,21 @@ export class Reconciler {
       (d) => ({ spec: { minAvailable: d.spec?.minAvailable } }));
     owned.pdb = result.object;
     if (result.change === 'created') await this.options.events.record(quorum, 'Normal', Reason.Created, 'Create', `Created PodDisruptionBudget ${quorum.metadata.name}`);
+  }
+
+  /**
+   * Once no change is open, points the bootstrap ConfigMap at the configuration in force, so a
+   * pod that is recreated later (or a StatefulSet scaled by hand) does not boot on the joint
+   * configuration of the last StartPod. One write after each change, none when idle.
+   */
+  private async refreshBootstrap(quorum: PaxosQuorum, owned: OwnedObjects, membership: NodeConfig): Promise<void> {
+    const current = parseBootstrap(owned.configMap?.data);
+    if (current !== undefined && sameConfig(current.config, membership) && current.joining) return;
+    const { namespace } = quorum.metadata;
+    const name = names(quorum.metadata.name).configMap;
+    await kubeCall(`write ConfigMap ${namespace}/${name}`, () => this.options.clients.rest.mergePatch(
+      resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData({ config: membership, joining: true }) },
+      { fieldManager: FIELD_MANAGER }));
   }
 
   /** Writes the status if it differs from the stored one: at most one write per pass. */
