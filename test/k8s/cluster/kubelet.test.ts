@@ -267,6 +267,8 @@ describe('ProcessKubelet', () => {
     expect(pods.body).toContain('system:serviceaccount:x:default');
     const conf = await httpJson<{ data: string }>(podUrl(p0, `/read?path=${encodeURIComponent('/etc/echo/app.conf')}`));
     expect(conf.data).toBe('key=value\n');
+    // exec in the container (its mounts, hostname and env).
+    expect((await kubelet?.execInPod('x', 'web-0', ['/bin/sh', '-c', 'cat /etc/echo/app.conf; hostname; echo $POD_NAME']))).toBe('key=value\nweb-0\nweb-0\n');
   }, 30_000);
 
   it('resolves pod and service names and proxies ClusterIP services', async () => {

@@ -23,7 +23,7 @@
  * Needs root, iproute2, util-linux (unshare, nsenter, mount).
  */
 import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -45,7 +45,7 @@ import type {
   KeyToPath,
   DownwardAPIVolumeFile,
 } from './k8s-types.js';
-import { PodNetwork, run, type PodNet } from './netns.js';
+import { PodNetwork, type PodNet } from './netns.js';
 import { slotNetwork } from './slots.js';
 import { ManagedProcess } from './process.js';
 import { ProbeRunner, runProbe, resolvePort, type ProbeContext } from './probes.js';
@@ -1623,14 +1623,41 @@ export class ProcessKubelet {
   }
 
   /** Runs `ip netns exec` for a pod (handy in tests), returning stdout. */
-  async execInPod(namespace: string, pod: string, command: readonly string[]): Promise<string> {
+  async execInPod(namespace: string, pod: string, command: readonly string[], container?: string): Promise<string> {
     for (const w of this.workers.values()) {
-      if (w.pod.metadata.namespace === namespace && w.pod.metadata.name === pod && w.net) {
-        if (!w.net.ns) return run(command[0] ?? 'true', command.slice(1));
-        return run('ip', ['netns', 'exec', w.net.ns, ...command]);
-      }
+      if (w.pod.metadata.namespace !== namespace || w.pod.metadata.name !== pod || !w.net) continue;
+      const c = container ? w.containers.get(container) : [...w.containers.values()][0];
+      if (!c) throw new Error(`pod ${namespace}/${pod} has no container ${container}`);
+      const pid = c.proc?.running ? c.proc.pid : undefined;
+      if (pid === undefined) throw new Error(`container ${c.spec.name} of ${namespace}/${pod} is not running`);
+      // Like `kubectl exec`: the container's network, mount (volumes, /etc/hosts) and UTS
+      // namespaces, and its environment.
+      return new Promise((resolve, reject) => {
+        execFile('nsenter', ['-t', String(pid), '-n', '-m', '-u', '--', ...command], { env: c.env, timeout: 60_000 }, (err, stdout, stderr) => {
+          if (err) reject(new Error(`exec ${command.join(' ')} in ${namespace}/${pod}: ${stderr.trim() || err.message}`));
+          else resolve(stdout);
+        });
+      });
     }
-    throw new Error(`pod ${namespace}/${pod} is not running here`);
+    throw new Error(`pod ${namespace}/${pod} is not running on node ${this.nodeName}`);
+  }
+
+  /**
+   * A kubelet for a {@link LocalControlPlane}-style cluster: admin credentials, the cluster's
+   * network slot and a run folder inside the cluster's.
+   */
+  static forControlPlane(
+    cp: { readonly server: string; readonly runDir: string; readonly pki: { ca: { cert: string }; admin: { cert: string; key: string } } | undefined; readonly network: { slot: number } | undefined },
+    opts: Omit<ProcessKubeletOptions, 'endpoint' | 'runDir' | 'slot'> & { readonly runDir?: string },
+  ): ProcessKubelet {
+    if (!cp.pki || !cp.network) throw new Error('control plane not started');
+    const nodeName = opts.nodeName ?? 'local';
+    return new ProcessKubelet({
+      ...opts,
+      endpoint: { server: cp.server, caFile: cp.pki.ca.cert, certFile: cp.pki.admin.cert, keyFile: cp.pki.admin.key },
+      runDir: opts.runDir ?? join(cp.runDir, `kubelet-${nodeName}`),
+      slot: cp.network.slot,
+    });
   }
 }
 

@@ -39,10 +39,7 @@ describe('LocalControlPlane with kube-scheduler', () => {
     });
     await kubelet.start();
     // A second node on the same bridge.
-    kubelet1 = new ProcessKubelet({
-      endpoint: { server: cp.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
-      runDir: join(cp.runDir, 'kubelet-1'),
-      slot: cp.network?.slot,
+    kubelet1 = ProcessKubelet.forControlPlane(cp, {
       nodeName: 'local-1',
       nodeIndex: 1,
       bindPods: false,
