@@ -14,6 +14,7 @@ import { statusPatch } from '../../operator/src/controller/status.js';
 import { parseSpec, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
 import { ConfigError, parseConfig } from '../../operator/src/main.js';
 import { sleep } from './harness.js';
+import { REPO_ROOT } from '../k8s/cluster/tools.js';
 
 describe('WorkQueue', () => {
   it('de-duplicates, never runs one key twice at once, and re-runs a key added while it was running', async () => {
@@ -177,5 +178,24 @@ describe('operator flags', () => {
   it('explains what is wrong', () => {
     expect(() => parseConfig(['--metrics-port=-1'], { POD_NAMESPACE: 'x' })).toThrow(ConfigError);
     expect(() => parseConfig([], {})).toThrow(/--lease-namespace/);
+  });
+});
+
+describe('ADR 0004 guard', () => {
+  it('loads no runtime code of @kubernetes/client-node (it needs Node >= 22.19); type imports only', async () => {
+    const { readdirSync, readFileSync, statSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const root = join(REPO_ROOT, 'operator', 'src');
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const entry of readdirSync(dir)) {
+        const path = join(dir, entry);
+        if (statSync(path).isDirectory()) walk(path);
+        else if (path.endsWith('.ts')) files.push(path);
+      }
+    };
+    walk(root);
+    const offenders = files.filter((file) => /^import (?!type\b)[^;]*from '@kubernetes\/client-node'/m.test(readFileSync(file, 'utf8')));
+    expect(offenders).toEqual([]);
   });
 });

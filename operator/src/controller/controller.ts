@@ -41,7 +41,7 @@ export class Controller {
     }, (key, error, attempt) => {
       this.log.warn({ quorum: key, attempt, err: error }, 'reconcile failed; retrying with backoff');
     });
-    informers.quorums.onChange((quorum) => this.onQuorum(quorum));
+    informers.quorums.onChange((quorum, type) => this.onQuorum(quorum, type));
     informers.statefulSets.onChange((object) => this.onOwned(object));
     informers.pods.onChange((object) => this.onOwned(object));
   }
@@ -74,9 +74,15 @@ export class Controller {
     await Promise.all(this.informers.all.map((informer) => informer.stop()));
   }
 
-  private onQuorum(quorum: KubernetesObject): void {
+  private onQuorum(quorum: KubernetesObject, type: 'ADDED' | 'MODIFIED' | 'DELETED'): void {
     const key = keyOf(quorum);
     if (key === undefined) return;
+    if (type === 'DELETED') {
+      // One last pass sees "not found" and forgets the quorum (metrics, failure memory).
+      this.seen.delete(key);
+      this.enqueue(quorum);
+      return;
+    }
     const meta = quorum.metadata ?? {};
     const fingerprint = JSON.stringify([meta.generation, meta.deletionTimestamp, meta.finalizers, meta.uid]);
     if (this.seen.get(key) === fingerprint) return;
