@@ -46,6 +46,7 @@ export const Reason = {
   Finalized: 'Finalized',
   OperationStarted: 'OperationStarted',
   OperationCompleted: 'OperationCompleted',
+  OperationRetargeted: 'OperationRetargeted',
   PodRolled: 'PodRolled',
   StepFailed: 'StepFailed',
   CleanedUp: 'CleanedUp',

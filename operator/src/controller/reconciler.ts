@@ -200,6 +200,9 @@ export class Reconciler {
     if (stored === undefined && operation !== undefined) {
       await this.options.events.record(quorum, 'Normal', Reason.OperationStarted, 'Reconfigure',
         `${operation.kind} from ${operation.from} to ${operation.to} members (epoch ${operation.epoch}, ${operation.totalSteps} steps)`);
+    } else if (stored !== undefined && operation !== undefined && stored.epoch !== operation.epoch) {
+      await this.options.events.record(quorum, 'Normal', Reason.OperationRetargeted, 'Reconfigure',
+        `The target changed before finalization: ${operation.kind} from ${operation.from} to ${operation.to} members (epoch ${operation.epoch}); every quorum still needs a majority of the original members`);
     } else if (stored !== undefined && operation === undefined) {
       await this.options.events.record(quorum, 'Normal', Reason.OperationCompleted, 'Reconfigure',
         `${stored.kind} from ${stored.from} to ${stored.to} members is complete (epoch ${stored.epoch})`);
