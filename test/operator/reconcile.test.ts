@@ -198,6 +198,26 @@ describe('Reconciler against a real API server', () => {
     expect(configMap.data.joining).toBe('true');
   }, 120_000);
 
+  it('retargets a change before finalization (3 -> 5 becomes 3 -> 4) and records why', async () => {
+    const sim = new SimNodes('eta');
+    const kubelet = new FakeKubelet(clients, ns, 'eta', sim);
+    const events = new MemoryEventRecorder();
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'eta', { replicas: 3 }) });
+    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
+      await kubelet.sync();
+      await pass('eta', sim, events);
+      return done(await getQuorum('eta')) ? true : undefined;
+    }, 60_000);
+    await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'eta'), { spec: { replicas: 5 } });
+    await drive('the first converted follower', () => sim.calls.includes('convert 1 e2'));
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'eta'), { spec: { replicas: 4 } });
+    await drive('4 nodes on the retargeted epoch', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 3
+      && quorum.status.members?.length === 4 && quorum.status.operation == null);
+    expect([...sim.nodes.values()].map((node) => node.config)).toEqual([0, 1, 2, 3].map(() => ({ epoch: 3, members: [0, 1, 2, 3] })));
+    expect(events.events.filter((event) => event.reason === 'OperationRetargeted')).toHaveLength(1);
+  }, 120_000);
+
   it('rolls a new image pod by pod: followers first, the leader last after a transfer', async () => {
     const sim = new SimNodes('eps');
     const kubelet = new FakeKubelet(clients, ns, 'eps', sim);
