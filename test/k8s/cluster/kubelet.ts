@@ -563,7 +563,8 @@ class PodWorker {
     const k = this.kubelet;
     const base: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: process.env.HOME ?? '/root',
+      // Like a container without a passwd entry for its user: HOME=/ unless it runs as root.
+      HOME: (c.securityContext?.runAsUser ?? this.pod.spec.securityContext?.runAsUser ?? 0) === 0 ? (process.env.HOME ?? '/root') : '/',
       HOSTNAME: this.hostname,
     };
     return buildContainerEnv({
