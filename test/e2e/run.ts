@@ -6,7 +6,7 @@
  * check failed, 2 for bad flags.
  */
 import { parseArgs } from 'node:util';
-import { E2eEnv, NS, QUORUM, OPERATOR_NS, RELEASE, SCALE_STEPS, Writer, leftovers, scaleStep, sleep, summarize, writeResults, RESULTS_FILE, type StepResult } from './harness.js';
+import { E2eEnv, NS, QUORUM, OPERATOR_NS, RELEASE, SCALE_STEPS, Writer, leftovers, leftoverLease, scaleStep, sleep, summarize, writeResults, RESULTS_FILE, type StepResult } from './harness.js';
 import { invalidReplicaChecks } from './invalid.js';
 
 let json = false;
@@ -26,6 +26,7 @@ const env = new E2eEnv();
 env.log = say;
 const steps: StepResult[] = [];
 const problems: string[] = [];
+const notes: string[] = [];
 const timings: Record<string, number> = {};
 let writer: Writer | undefined;
 
@@ -82,6 +83,8 @@ try {
     await sleep(1000);
   }
   if (left.length) problems.push(`left after helm uninstall: ${left.join(', ')}`);
+  const lease = await leftoverLease(env);
+  if (lease) notes.push(`${lease} in ${OPERATOR_NS} stays after helm uninstall (created by the operator, not the chart); the namespace ${OPERATOR_NS} and the CRD stay too (Helm does not delete either)`);
   const crd = await env.kubectl(['get', 'crd', 'paxosquorums.paxos.quorum.dev', '-o', 'name']).catch(() => '');
   if (!crd.trim()) problems.push('CRD gone after helm uninstall (Helm keeps CRDs from crds/, so it should stay)');
 } catch (e) {
@@ -92,12 +95,13 @@ try {
 }
 
 timings.total_ms = Date.now() - t0;
-const summary = summarize(steps, { timings, problems, steps_planned: SCALE_STEPS.length });
+const summary = summarize(steps, { timings, problems, notes, steps_planned: SCALE_STEPS.length });
 writeResults(summary);
 say(`results in ${RESULTS_FILE}`);
 const ok = problems.length === 0 && steps.length === SCALE_STEPS.length && summary.failed_ops === 0 && summary.lost_writes === 0 && summary.linearizable;
 if (!json) {
   for (const s of steps) say(`${s.name}: ${s.wall_ms} ms, stall ${s.max_stall_ms} ms, failed ${s.failed_ops}, lost ${s.lost_writes}, ${s.writes_per_s} w/s${s.note ? ` (${s.note})` : ''}`);
+  for (const n of notes) say(`note: ${n}`);
   for (const p of problems) say(`PROBLEM: ${p}`);
   say(ok ? 'e2e passed' : 'e2e FAILED');
 }
