@@ -1,5 +1,6 @@
 import { KvStore, type KvResult } from '../../node/src/core/kv.js';
-import type { Config, Entry, KvOp, Message, NodeId, PersistedState, ProposeRefusal, ReplicaApi, ReplicaOptions, Snapshot } from '../../node/src/core/types.js';
+import { sendableBeforePersist } from '../../node/src/core/types.js';
+import type { Config, Entry, KvOp, Message, NodeId, PersistedState, ProposeRefusal, Ready, ReplicaApi, ReplicaOptions, Snapshot } from '../../node/src/core/types.js';
 import { SimDisk } from './disk.js';
 import type { Rng } from './rng.js';
 
@@ -35,6 +36,12 @@ export interface SimNodeOptions {
    * index. Stale reads follow, and the linearizability checker must catch them.
    */
   readonly unsafeLocalReads?: boolean;
+  /**
+   * Probability that a Ready needing fsync keeps its write in flight for 1..3 ticks, as the real
+   * node's asynchronous group commit does: the leader's accepts and heartbeats go out before
+   * its own write is durable, and a crash in that window loses the write. Default 0.
+   */
+  readonly slowFsyncChance?: number;
 }
 
 /**
@@ -98,6 +105,7 @@ export class SimNode {
   /** Kills the process: memory and unsynced writes are lost; waiting clients never hear back. */
   crash(): number {
     this.replicaOrNull = undefined;
+    this.inflight = undefined;
     this.writes.clear();
     this.reads.clear();
     return this.disk.crash(this.rng);
@@ -119,9 +127,19 @@ export class SimNode {
   run(messages: readonly Message[], tick: boolean, send: (m: Message) => void): void {
     const replica = this.replica;
     for (const m of messages) replica.step(m);
-    if (tick) replica.tick();
+    if (tick) {
+      replica.tick();
+      if (this.inflight !== undefined && --this.inflight.ticksLeft <= 0) {
+        const rd = this.inflight.rd;
+        this.inflight = undefined;
+        this.complete(replica, rd, send, true);
+      }
+    }
     this.drain(send);
   }
+
+  /** A Ready whose write is "in flight" (an fsync not yet returned); the core batches meanwhile. */
+  private inflight: { rd: Ready; ticksLeft: number; earlySent: true } | undefined;
 
   /** Processes Ready batches until the core has nothing more (persist, send, apply, reads, advance). */
   drain(send: (m: Message) => void): void {
@@ -133,24 +151,39 @@ export class SimNode {
         this.observer.contractViolation(this.id, 'hasReady() stayed true for 1000 rounds');
         return;
       }
+      if (this.inflight !== undefined) return;
       const rd = replica.ready();
-      this.disk.write({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries }, rd.mustSync);
-      for (const m of rd.messages) send(m);
-      if (rd.snapshot !== undefined) this.install(rd.snapshot);
-      for (const entry of rd.committed) this.apply(entry);
-      for (const rs of rd.readStates) {
-        const read = this.reads.get(rs.id);
-        if (read !== undefined) read.index = rs.index;
+      this.disk.write({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries }, false);
+      if (rd.mustSync && this.rng.chance(this.options.slowFsyncChance ?? 0)) {
+        // As the real driver: the leader's accepts and heartbeats leave before its own write
+        // is durable; the rest waits for the write.
+        for (const m of rd.messages) if (sendableBeforePersist(m)) send(m);
+        this.inflight = { rd, ticksLeft: 1 + this.rng.int(3), earlySent: true };
+        return;
       }
-      for (const id of rd.droppedReads) {
-        const read = this.reads.get(id);
-        this.reads.delete(id);
-        read?.reply({ kind: 'dropped' });
-      }
-      replica.advance(rd);
-      this.serveReads();
+      this.complete(replica, rd, send, false);
     }
     this.maybeCompact(replica);
+  }
+
+  /** The write of `rd` is durable: send the rest, apply, serve reads, advance. */
+  private complete(replica: ReplicaApi, rd: Ready, send: (m: Message) => void, earlySent: boolean): void {
+    if (rd.mustSync) this.disk.sync();
+    // With an instant write, early or late makes no difference: keep the Ready's order.
+    for (const m of rd.messages) if (!earlySent || !sendableBeforePersist(m)) send(m);
+    if (rd.snapshot !== undefined) this.install(rd.snapshot);
+    for (const entry of rd.committed) this.apply(entry);
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(rs.id);
+      if (read !== undefined) read.index = rs.index;
+    }
+    for (const id of rd.droppedReads) {
+      const read = this.reads.get(id);
+      this.reads.delete(id);
+      read?.reply({ kind: 'dropped' });
+    }
+    replica.advance(rd);
+    this.serveReads();
   }
 
   /** Client write: proposes the command here; the reply comes when it is applied here. */

@@ -103,7 +103,8 @@ class Interpreter {
       case 'add-nodes': {
         const n = int(args[0]);
         const opt = (key: string, dflt: number): number => int(args.find((a) => a.startsWith(`${key}=`))?.split('=')[1] ?? String(dflt));
-        const options = { ...DEFAULT_WORLD_OPTIONS, node: { ...DEFAULT_WORLD_OPTIONS.node, compactEverySlots: opt('compact', 1_000_000) } };
+        // Scripts are step-exact: every write completes within the step that caused it.
+        const options = { ...DEFAULT_WORLD_OPTIONS, node: { ...DEFAULT_WORLD_OPTIONS.node, compactEverySlots: opt('compact', 1_000_000), slowFsyncChance: 0 } };
         this.world = new World(new Rng(opt('seed', 1)), n, this.factory, new Trace(), options);
         return this.status();
       }

@@ -26,6 +26,9 @@ export const DEFAULT_WORLD_OPTIONS: WorldOptions = {
       maxPendingReads: 64,
     },
     compactEverySlots: 40,
+    // A quarter of the synced writes stay in flight for a few ticks, as with the real asynchronous
+    // group commit: early-sent accepts and a crash before the write lands are then exercised.
+    slowFsyncChance: 0.25,
   },
   maxInFlightMessages: 5_000,
 };
