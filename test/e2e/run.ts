@@ -27,6 +27,7 @@ env.log = say;
 const steps: StepResult[] = [];
 const problems: string[] = [];
 const notes: string[] = [];
+const extra: Record<string, unknown> = {};
 const timings: Record<string, number> = {};
 let writer: Writer | undefined;
 
@@ -71,7 +72,9 @@ try {
   writer.close();
 
   say('invalid resources');
-  for (const r of await invalidReplicaChecks(env)) if (!r.ok) problems.push(`invalid replicas ${r.value}: ${r.detail}`);
+  const invalid = await invalidReplicaChecks(env);
+  extra.invalid_replicas = invalid.map((r) => ({ value: r.value, rejected_as_expected: r.ok, message: r.detail.split('\n').find((l) => l.includes('spec.replicas')) ?? r.detail }));
+  for (const r of invalid) if (!r.ok) problems.push(`invalid replicas ${String(r.value)}: ${r.detail}`);
 
   say('uninstall');
   await env.kubectl(['delete', 'paxosquorum', QUORUM, '-n', NS, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
@@ -95,7 +98,7 @@ try {
 }
 
 timings.total_ms = Date.now() - t0;
-const summary = summarize(steps, { timings, problems, notes, steps_planned: SCALE_STEPS.length });
+const summary = summarize(steps, { timings, problems, notes, steps_planned: SCALE_STEPS.length, ...extra });
 writeResults(summary);
 say(`results in ${RESULTS_FILE}`);
 const ok = problems.length === 0 && steps.length === SCALE_STEPS.length && summary.failed_ops === 0 && summary.lost_writes === 0 && summary.linearizable;
