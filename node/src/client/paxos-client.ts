@@ -3,6 +3,10 @@
  *
  * - Finds the leader: starts at the first endpoint, follows NOT_LEADER hints, rotates
  *   through the endpoints when there is no hint.
+ * - A hinted address may be unusable from here (an in-cluster DNS name seen from outside the
+ *   cluster): when it fails before answering, it is avoided for a while and the hinted leader
+ *   *id* is mapped to a configured endpoint instead, the id of each endpoint being learnt
+ *   lazily from AdminService/Status.
  * - Exactly-once writes: every write carries a session id and a sequence number, and every
  *   retry of it repeats both, so the servers' session table applies it at most once.
  * - Sessions are *lanes*: the server remembers one result per session, so a session may have
@@ -61,6 +65,13 @@ interface Lane {
 type Wrapped = { value: string } | null;
 const unwrap = (v: Wrapped | undefined): string | null => (v ? v.value : null);
 
+/** How long a hinted address that could not be reached is not followed again. */
+const UNUSABLE_HINT_MS = 10_000;
+/** Deadline of each Status call that learns which configured endpoint is which node. */
+const STATUS_TIMEOUT_MS = 1000;
+/** Minimum time between two rounds of Status calls (an unknown id does not trigger a storm). */
+const RELEARN_MS = 1000;
+
 const METHODS: Record<PipelineOp, string> = { put: 'Put', get: 'Get', delete: 'Delete', cas: 'CompareAndSwap', range: 'Range' };
 
 /** The client. Call `close()` when done. */
@@ -69,6 +80,12 @@ export class PaxosClient {
   private leader: string;
   private rotation = 0;
   private readonly pool = new ChannelPool();
+  /** Hinted addresses that failed before answering, with the time until which to avoid them. */
+  private readonly unusable = new Map<string, number>();
+  /** Node id → configured endpoint, learnt from Status calls when a hint is unusable. */
+  private idEndpoints = new Map<number, string>();
+  private learnedAt = -Infinity;
+  private learning: Promise<void> | undefined;
   private readonly pipelines = new Map<string, PipelineConnection>();
   private readonly free: Lane[] = [];
   private readonly waiting: Array<(lane: Lane) => void> = [];
@@ -173,6 +190,10 @@ export class PaxosClient {
     const deadline = Date.now() + this.deadlineMs;
     let attempt = 0;
     let last: PaxosClientError | undefined;
+    /** Hinted addresses that failed in this call, never followed again by it. */
+    const failedHints = new Set<string>();
+    /** The NOT_LEADER hint the current target was taken from, if it was. */
+    let hint: { addr: string; id: number | undefined } | undefined;
     for (;;) {
       if (this.closed) throw new PaxosClientError(grpc.status.CANCELLED, 'client closed');
       const left = deadline - Date.now();
@@ -189,9 +210,29 @@ export class PaxosClient {
         if (!e.retryable) throw e;
         last = e;
         let immediate = false;
-        if (e.notLeader && e.leaderAddr && e.leaderAddr !== target) {
-          this.leader = e.leaderAddr; // follow the hint at once
-          immediate = attempt === 0;
+        if (e.notLeader && (e.leaderAddr !== undefined || e.leaderId !== undefined)) {
+          const next = await this.leaderRoute(e.leaderId, e.leaderAddr, target, failedHints, deadline);
+          if (next !== undefined && next !== target) {
+            this.leader = next;
+            hint = next === e.leaderAddr ? { addr: next, id: e.leaderId } : undefined;
+            immediate = attempt === 0;
+          } else {
+            this.rotate(target);
+          }
+        } else if (hint?.addr === target && !this.endpoints.includes(target) && (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED)) {
+          // A hinted address that is not one of ours failed: never follow it again in this call.
+          // UNAVAILABLE without a NOT_LEADER answer means nothing answered at all (e.g. name
+          // resolution failed), so avoid it in later calls too; reach the node by its id.
+          failedHints.add(target);
+          if (e.code === grpc.status.UNAVAILABLE) this.unusable.set(target, Date.now() + UNUSABLE_HINT_MS);
+          const viaId = hint.id === undefined ? undefined : await this.endpointOf(hint.id, deadline);
+          hint = undefined;
+          if (viaId !== undefined) {
+            this.leader = viaId;
+            immediate = true; // a different node: no reason to wait
+          } else {
+            this.rotate(target);
+          }
         } else if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
           this.rotate(target);
         }
@@ -199,6 +240,63 @@ export class PaxosClient {
         if (!immediate) await this.sleep(Math.min(this.backoffDelay(attempt), Math.max(0, deadline - Date.now())));
       }
     }
+  }
+
+  /**
+   * Where to send the next attempt after `from` answered NOT_LEADER naming `leaderId` at
+   * `leaderAddr`: the hinted address unless it failed before, else the configured endpoint
+   * of the hinted id; an address that failed in an earlier call is still tried once when the
+   * id has no configured endpoint (nothing better is known); else undefined (rotate).
+   */
+  private async leaderRoute(
+    leaderId: number | undefined,
+    leaderAddr: string | undefined,
+    from: string,
+    failedHints: ReadonlySet<string>,
+    deadline: number,
+  ): Promise<string | undefined> {
+    const hintOk = leaderAddr !== undefined && leaderAddr !== from && !failedHints.has(leaderAddr);
+    if (hintOk && !this.isUnusable(leaderAddr)) return leaderAddr;
+    let endpoint = leaderId === undefined ? undefined : await this.endpointOf(leaderId, deadline);
+    if (endpoint !== undefined && endpoint === from) {
+      // `from` is not node `leaderId` after all (it would not name itself): the map is stale.
+      this.idEndpoints.delete(leaderId as number);
+      this.learnedAt = -Infinity;
+      endpoint = undefined;
+    }
+    return endpoint ?? (hintOk ? leaderAddr : undefined);
+  }
+
+  private isUnusable(address: string): boolean {
+    const until = this.unusable.get(address);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.unusable.delete(address);
+    return false;
+  }
+
+  /** The configured endpoint of node `id`, learning the map (again) when `id` is not in it. */
+  private async endpointOf(id: number, deadline: number): Promise<string | undefined> {
+    if (!this.idEndpoints.has(id) && Date.now() - this.learnedAt >= RELEARN_MS) {
+      this.learning ??= this.learnIds(Math.max(1, Math.min(STATUS_TIMEOUT_MS, deadline - Date.now()))).finally(() => {
+        this.learning = undefined;
+      });
+      await this.learning;
+    }
+    return this.idEndpoints.get(id);
+  }
+
+  /** Asks every configured endpoint for its node id (AdminService/Status, same port). */
+  private async learnIds(timeoutMs: number): Promise<void> {
+    const answers = await Promise.allSettled(
+      this.endpoints.map((ep) => unaryCall<{ id: number }>(this.pool.get('AdminClient', ep), 'Status', {}, timeoutMs)),
+    );
+    const map = new Map<number, string>();
+    answers.forEach((a, i) => {
+      if (a.status === 'fulfilled') map.set(a.value.id, this.endpoints[i] as string);
+    });
+    this.idEndpoints = map;
+    this.learnedAt = Date.now();
   }
 
   private attempt<Res>(target: string, op: PipelineOp, request: object, timeoutMs: number): Promise<Res> {
