@@ -338,6 +338,16 @@ describe('ProcessKubelet', () => {
     });
   }, 90_000);
 
+  it('supports kubectl exec (stdout, stderr, exit code, stdin)', async () => {
+    expect(await cp.kubectl(['exec', '-n', 'x', 'web-0', '--', '/bin/sh', '-c', 'echo $POD_NAME; cat /etc/echo/app.conf'])).toBe(
+      'web-0\nkey=value\n',
+    );
+    expect(await cp.kubectl(['exec', '-i', '-n', 'x', 'web-0', '--', 'cat'], { input: 'from stdin\n' })).toBe('from stdin\n');
+    await expect(cp.kubectl(['exec', '-n', 'x', 'web-0', '--', '/bin/sh', '-c', 'echo oops >&2; exit 3'])).rejects.toThrow(
+      /oops[\s\S]*exit code 3/,
+    );
+  }, 30_000);
+
   it('serves container logs to kubectl logs (current and previous)', async () => {
     const logs = await cp.kubectl(['logs', '-n', 'x', 'web-0']);
     expect(logs).toContain('echo-server listening on 8080');

@@ -23,7 +23,9 @@
  * Needs root, iproute2, util-linux (unshare, nsenter, mount).
  */
 import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import type { Duplex } from 'node:stream';
+import { serveSpdyExec, type ExecStreams } from './spdy-exec.js';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -1140,6 +1142,16 @@ export class ProcessKubelet {
       '-days', '30', '-subj', `/CN=${this.nodeName}`, '-addext', `subjectAltName=IP:${this.network.nodeIp},DNS:${this.nodeName}`,
     ], { stdio: 'ignore' });
     const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => this.serveLogs(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (head.length) socket.unshift(head);
+      const m = /^\/exec\/([^/]+)\/([^/]+)\/([^/?]+)/.exec(req.url ?? '');
+      if (!m) {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const [, ns, pod, container] = m.map((x) => decodeURIComponent(x ?? ''));
+      serveSpdyExec(req, socket, (command, io, wantStdin) => this.execStream(ns ?? '', pod ?? '', container ?? '', command, io, wantStdin));
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.kubeletPort, this.network.nodeIp, () => resolve());
@@ -1641,6 +1653,32 @@ export class ProcessKubelet {
       });
     }
     throw new Error(`pod ${namespace}/${pod} is not running on node ${this.nodeName}`);
+  }
+
+  /** Runs a command in a container for `kubectl exec`, streaming its output. */
+  private execStream(
+    namespace: string, pod: string, container: string, command: readonly string[], io: ExecStreams, wantStdin: boolean,
+  ): Promise<number> {
+    const w = [...this.workers.values()].find((x) => x.pod.metadata.namespace === namespace && x.pod.metadata.name === pod);
+    const c = w?.containers.get(container);
+    const pid = c?.proc?.running ? c.proc.pid : undefined;
+    if (!c || pid === undefined) return Promise.reject(new Error(`container ${container} of ${namespace}/${pod} is not running`));
+    if (!command.length) return Promise.reject(new Error('no command'));
+    return new Promise((resolve, reject) => {
+      const child = spawn('nsenter', ['-t', String(pid), '-n', '-m', '-u', '--', ...command], {
+        env: c.env,
+        stdio: [wantStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      });
+      child.stdout?.on('data', (d: Buffer) => io.stdout(d));
+      child.stderr?.on('data', (d: Buffer) => io.stderr(d));
+      if (wantStdin && child.stdin) {
+        const stdin = child.stdin;
+        stdin.on('error', () => undefined);
+        io.onStdin((d) => (d === null ? stdin.end() : stdin.write(d)));
+      }
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + 9 : 1)));
+    });
   }
 
   /**
