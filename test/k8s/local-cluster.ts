@@ -3,8 +3,11 @@
  * kube-controller-manager, built from Go by `npm run tools:build`) plus the process kubelet,
  * whose "images" are the chart's two images mapped to this repository's entry points:
  *
- * - `image.repository:tag` (operator) → `node --import <repo>/node_modules/tsx/dist/loader.mjs <repo>/operator/src/main.ts`
- * - `nodeImage.repository:tag` (node) → `node --import <repo>/node_modules/tsx/dist/loader.mjs <repo>/node/src/main.ts`
+ * - `image.repository:tag` (operator) → `node --import <root>/node_modules/tsx/dist/loader.mjs <root>/operator/src/main.ts`
+ * - `nodeImage.repository:tag` (node) → `node --import <root>/node_modules/tsx/dist/loader.mjs <root>/node/src/main.ts`
+ *
+ * where `<root>` is this checkout bind-mounted under /run/paxos-local-cluster/ for the
+ * cluster's lifetime (a pod's own mounts, like the operator's emptyDir at /tmp, must not hide it).
  *
  * The references are read from charts/paxos-operator/values.yaml (an empty tag means the chart's
  * appVersion), so the chart installs unchanged. Pods run as local processes that share the host
@@ -13,8 +16,8 @@
  *
  * Used by `npm start` (scripts/start.ts) and the end-to-end tests (test/e2e/).
  */
-import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { accessSync, constants, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
@@ -53,14 +56,20 @@ export function chartImages(chartDir = CHART_DIR): ChartImages {
   return { operator: ref(values.image, 'image'), node: ref(values.nodeImage, 'nodeImage') };
 }
 
-/** The tsx loader as an absolute file URL, so it resolves whatever the pod's working dir is. */
-export const TSX_LOADER = pathToFileURL(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+/** The tsx loader under `root` as an absolute file URL, so it resolves whatever the pod's working dir is. */
+export function tsxLoader(root: string): string {
+  return pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+}
 
-/** The image → entrypoint map for the process kubelet. */
-export function imageMap(images: ChartImages = chartImages()): Record<string, ImageEntrypoint> {
+/**
+ * The image → entrypoint map for the process kubelet. `root` is where the pods see this
+ * repository: the "image filesystem" (see {@link LocalCluster.start} for why it is not simply
+ * the checkout's own path).
+ */
+export function imageMap(images: ChartImages = chartImages(), root = REPO_ROOT): Record<string, ImageEntrypoint> {
   const tsx = (entry: string): ImageEntrypoint => ({
-    entrypoint: [process.execPath, '--import', TSX_LOADER, join(REPO_ROOT, entry)],
-    workingDir: REPO_ROOT,
+    entrypoint: [process.execPath, '--import', tsxLoader(root), join(root, entry)],
+    workingDir: root,
     // The operator runs as 65532, whose home (/root) it cannot write; /tmp is its emptyDir.
     env: { HOME: '/tmp', NODE_ENV: 'production' },
   });
@@ -153,6 +162,33 @@ function checkReadableByOthers(): void {
   accessSync(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs'), constants.R_OK);
 }
 
+/**
+ * Exposes the repository at a fixed path under /run through a bind mount, as an image's
+ * filesystem would be. Pods mount volumes over their own paths (the operator chart has an
+ * emptyDir at /tmp): a checkout under /tmp, as CI's may be, would be hidden inside the pod.
+ */
+class RepoMount {
+  readonly path: string;
+
+  constructor(label: string) {
+    this.path = join('/run', 'paxos-local-cluster', label, 'repo');
+  }
+
+  mount(): void {
+    mkdirSync(this.path, { recursive: true, mode: 0o755 });
+    execFileSync('mount', ['--bind', REPO_ROOT, this.path], { stdio: 'pipe' });
+  }
+
+  unmount(): void {
+    try {
+      execFileSync('umount', [this.path], { stdio: 'pipe' });
+      rmSync(join(this.path, '..'), { recursive: true, force: true });
+    } catch {
+      // Not mounted (start failed early): nothing to undo.
+    }
+  }
+}
+
 /** LocalControlPlane + ProcessKubelet with the chart's images. */
 export class LocalCluster {
   readonly controlPlane = new LocalControlPlane();
@@ -160,6 +196,7 @@ export class LocalCluster {
   tools: KubeTools | undefined;
   readonly images: ChartImages = chartImages();
   private log: Logger = pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' });
+  private repoMount: RepoMount | undefined;
 
   /** Admin kubeconfig (valid after start()). */
   get kubeconfigPath(): string {
@@ -190,6 +227,8 @@ export class LocalCluster {
     }
     checkReadableByOthers();
     try {
+      this.repoMount = new RepoMount(`${process.pid}-${Date.now()}`);
+      this.repoMount.mount();
       await this.controlPlane.start({ logger: this.log, ...opts.controlPlane });
       const pki = this.controlPlane.pki;
       if (!pki) throw new Error('control plane started without PKI');
@@ -198,7 +237,7 @@ export class LocalCluster {
         endpoint: { server: this.controlPlane.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
         runDir: join(this.controlPlane.runDir, 'kubelet'),
         slot: this.controlPlane.network?.slot,
-        images: imageMap(this.images),
+        images: imageMap(this.images, this.repoMount?.path),
         restartBackoff: opts.restartBackoff ?? { baseMs: 1000, maxMs: 10_000 },
         logger: this.log.child({ component: 'kubelet' }),
       });
@@ -216,6 +255,8 @@ export class LocalCluster {
     this.kubelet = undefined;
     if (k) await k.stop().catch((e: unknown) => this.log.error({ err: String(e) }, 'kubelet stop failed'));
     await this.controlPlane.stop();
+    this.repoMount?.unmount();
+    this.repoMount = undefined;
   }
 
   kubectl(args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
