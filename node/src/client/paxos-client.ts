@@ -39,6 +39,11 @@ export interface PaxosClientOptions {
   readonly maxQueued?: number;
   readonly backoffMinMs?: number;
   readonly backoffMaxMs?: number;
+  /**
+   * Cap of the backoff while nodes answer NOT_LEADER (a leader change is settling, which takes
+   * milliseconds, not seconds). Default 50. Unreachable nodes still get the full backoff.
+   */
+  readonly leaderChangeBackoffMaxMs?: number;
   /** Use the Pipeline stream instead of unary calls. */
   readonly pipeline?: boolean;
   readonly random?: () => number;
@@ -93,6 +98,7 @@ export class PaxosClient {
   private readonly attemptMs: number;
   private readonly backoffMinMs: number;
   private readonly backoffMaxMs: number;
+  private readonly leaderChangeBackoffMaxMs: number;
   private readonly maxQueued: number;
   private readonly random: () => number;
   private closed = false;
@@ -105,6 +111,7 @@ export class PaxosClient {
     this.attemptMs = Math.min(this.deadlineMs, options.attemptTimeoutMs ?? 2000);
     this.backoffMinMs = options.backoffMinMs ?? 20;
     this.backoffMaxMs = options.backoffMaxMs ?? 1000;
+    this.leaderChangeBackoffMaxMs = options.leaderChangeBackoffMaxMs ?? 50;
     this.maxQueued = options.maxQueued ?? 10_000;
     this.random = options.random ?? Math.random;
     const id = options.clientId ?? randomUUID();
@@ -237,7 +244,13 @@ export class PaxosClient {
           this.rotate(target);
         }
         attempt++;
-        if (!immediate) await this.sleep(Math.min(this.backoffDelay(attempt), Math.max(0, deadline - Date.now())));
+        if (!immediate) {
+          // A node that answered NOT_LEADER is alive and an election or handover is under way,
+          // which settles in milliseconds: poll briskly, so that a leader change does not add
+          // exponential backoff steps of hundreds of milliseconds to the clients' write stall.
+          const capMs = e.notLeader ? Math.min(this.backoffMaxMs, this.leaderChangeBackoffMaxMs) : this.backoffMaxMs;
+          await this.sleep(Math.min(this.backoffDelay(attempt, capMs), Math.max(0, deadline - Date.now())));
+        }
       }
     }
   }
@@ -320,8 +333,8 @@ export class PaxosClient {
     this.leader = next === failed && this.endpoints.length > 1 ? (this.endpoints[(this.rotation + 1) % this.endpoints.length] as string) : next;
   }
 
-  private backoffDelay(attempt: number): number {
-    const cap = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(attempt, 20));
+  private backoffDelay(attempt: number, maxMs: number): number {
+    const cap = Math.min(maxMs, this.backoffMinMs * 2 ** Math.min(attempt, 20));
     return Math.round(cap * (0.5 + this.random() / 2));
   }
 
