@@ -2,29 +2,18 @@
  * The admin client: status, convert, transfer, finalize and snapshot on one node, each with a
  * deadline. Used by the operator's reconciler and by paxosctl.
  */
-import type { Config } from '../core/types.js';
+import type { Config, ReplicaStatus } from '../core/types.js';
 import { decodeConfig, encodeConfig, type WireBallot, type WireConfig } from '../io/codec.js';
 import { ChannelPool, unaryCall } from './channels.js';
 import { fromServiceError } from './errors.js';
 
-/** A node's status as the admin API reports it. */
-export interface NodeStatus {
-  readonly id: number;
-  readonly role: 'follower' | 'candidate' | 'leader';
+/** A node's status as the admin API reports it: the core's status plus what the node adds. */
+export interface NodeStatus extends Omit<ReplicaStatus, 'leader'> {
   readonly leader: number | undefined;
+  /** The leader's client address, as the node knows it (may be an in-cluster DNS name). */
   readonly leaderAddr: string | undefined;
-  readonly ballot: { readonly round: number; readonly node: number };
-  readonly config: Config;
-  readonly fenceEpoch: number;
-  readonly commit: number;
-  readonly applied: number;
-  readonly lastSlot: number;
-  readonly snapshotIndex: number;
-  readonly caughtUp: boolean;
+  /** The node has a leader and has caught up (its /readyz). */
   readonly ready: boolean;
-  /** On the leader: slots each peer is behind. */
-  readonly lag: Readonly<Record<number, number>>;
-  readonly transferring: boolean;
 }
 
 interface WireStatus {
