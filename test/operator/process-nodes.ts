@@ -111,6 +111,21 @@ export class ProcessKubelet {
     rmSync(proc.dataDir, { recursive: true, force: true });
   }
 
+  /**
+   * kill -9 of the given nodes; their pods stay Running, as they would until a kubelet noticed.
+   * The processes stay dead (sync() does not restart them).
+   */
+  async crash(ordinals: readonly number[]): Promise<void> {
+    await Promise.all(ordinals.map((ordinal) => {
+      const child = this.procs.get(ordinal)?.child;
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+    }));
+  }
+
   /** The last output of each node, for failure messages. */
   logs(): string {
     return [...this.procs.entries()].map(([ordinal, proc]) => `--- node ${ordinal} (exit ${proc.child.exitCode}):\n${proc.output}`).join('\n');

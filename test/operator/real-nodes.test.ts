@@ -100,4 +100,28 @@ describe('resize with real node processes', () => {
     expect(reasons).toEqual(expect.arrayContaining(['PodStarting', 'NodeConverted', 'LeadershipTransferred', 'Finalized', 'PodStopping']));
     expect(failures).toBeLessThan(acknowledged.size);
   }, 400_000);
+
+  it('keeps status truthful after the quorum loses its majority', async () => {
+    const { clients } = cluster as Cluster;
+    const k = kubelet as ProcessKubelet;
+    const reconciler = new Reconciler({
+      clients, admin, events: new MemoryEventRecorder(), log: quiet, defaultImage: 'paxosquorum/node:0.1.0',
+      addressOf: () => k.addressOf, statusDeadlineMs: 1_000,
+    });
+    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
+    // Two of the three members die; their pods still look Running, so only the nodes can tell.
+    await k.crash([1, 2]);
+    const q = await eventually('status reporting the lost majority', async () => {
+      await reconciler.reconcile(`${ns}/kv`).catch(() => undefined);
+      const quorum = await get();
+      const available = quorum.status?.conditions?.find((c) => c.type === 'Available');
+      const unhealthy = (quorum.status?.members ?? []).filter((m) => !m.healthy).map((m) => m.id);
+      return available?.status === 'False' && unhealthy.includes(1) && unhealthy.includes(2) ? quorum : undefined;
+    }, 60_000);
+    expect(q.status?.phase).not.toBe('Available');
+    expect(q.status?.members?.find((m) => m.id === 0)?.healthy).toBe(true);
+    // No reconfiguration is started on a quorum that cannot commit.
+    expect(q.status?.operation ?? undefined).toBeUndefined();
+    expect(q.spec.replicas).toBe(3);
+  }, 120_000);
 });
