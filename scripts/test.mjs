@@ -4,12 +4,18 @@
 import { spawnSync } from 'node:child_process';
 
 const steps = [
+  // A fresh clone has neither the npm packages nor the Go-built Kubernetes tools: get both first
+  // (each is a no-op when already current).
+  ['dependencies', 'node', ['scripts/ensure-deps.mjs']],
+  ['tools:build', 'node', ['scripts/tools.mjs', 'build']],
   ['typecheck', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['lint', 'npx', ['eslint', '.']],
   // The planner's exhaustive check for every n -> m in 1..9 and every change of target midway.
   ['plan --check-all --max 9', 'npx', ['tsx', 'operator/bin/plan.ts', '--check-all', '--max', '9']],
   ['jest', 'node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', '--outputFile=.jest-results.json', '--forceExit', ...process.argv.slice(2)]],
 ];
+/** Steps that prepare the run rather than test anything. */
+const SETUP = new Set(['dependencies', 'tools:build']);
 let passed = 0;
 let failed = 0;
 for (const [name, cmd, args] of steps) {
@@ -28,6 +34,12 @@ for (const [name, cmd, args] of steps) {
       if (!ok && res.numFailedTests === 0 && !res.numRuntimeErrorTestSuites) failed += 1;
     } catch {
       if (!ok) failed += 1;
+    }
+  } else if (SETUP.has(name)) {
+    // Preparation, not a test: nothing to count, and nothing after it can run without it.
+    if (!ok) {
+      console.log(`\n0 passed, 1 failed`);
+      process.exit(1);
     }
   } else if (ok) passed += 1;
   else failed += 1;
