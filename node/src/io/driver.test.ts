@@ -312,4 +312,42 @@ describe('Driver', () => {
     await settled(() => storage.snapshotAt === 7);
     expect(await driver.snapshotNow()).toBe(7); // nothing applied since: the same index
   });
+
+  it('an asked-for snapshot covers everything applied, even while an automatic one is being written', async () => {
+    await driver.stop();
+    ({ storage } = Storage.open(dir));
+    replica.compacts = true;
+    // Hold every snapshot write until released, so that the automatic one is still in flight.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const save = storage.saveSnapshot.bind(storage);
+    const saved: number[] = [];
+    storage.saveSnapshot = (snap) => gate.then(() => { saved.push(snap.index); return save(snap); });
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: () => undefined },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 2 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    const commitAt = async (slot: number): Promise<void> => {
+      const e = kv(slot, 'c', slot, 'v'.repeat(1000));
+      replica.queued = { entries: [e], mustSync: true, committed: [e] };
+      const before = replica.log.length;
+      driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+      await settled(() => replica.log.length > before);
+    };
+    await commitAt(1);
+    await commitAt(2); // the size policy starts a snapshot at 2; its write is held
+    await commitAt(3);
+    const asked = driver.snapshotNow();
+    release();
+    expect(await asked).toBe(3);
+    expect(saved).toEqual([2, 3]);
+  });
 });

@@ -218,10 +218,14 @@ export class Driver {
 
   /**
    * Admin or threshold: snapshots the state machine now and compacts the log. Resolves with
-   * the snapshot's index once it is durable (with the one already being written, if any).
+   * the snapshot's index once it is durable; the snapshot covers everything applied when it was
+   * asked for.
    */
   snapshotNow(): Promise<number> {
-    if (this.snapshotting) return this.snapshotting;
+    const wanted = this.kv.applied;
+    // One snapshot is written at a time. One already in progress may have been started (by the
+    // size policy) before the latest entries were applied: then take another once it is done.
+    if (this.snapshotting) return this.snapshotting.then((index) => (index >= wanted ? index : this.snapshotNow()));
     if (this.inflight !== undefined) {
       // `compact` is not among the calls the core allows while a Ready is outstanding: take the
       // snapshot in the gap after the write in flight completes (see `persisted`).
