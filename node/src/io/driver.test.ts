@@ -273,9 +273,11 @@ describe('Driver', () => {
     expect(replica.readyCalls).toBe(1); // a broken driver takes no further Ready
   });
 
-  it('snapshots only when the log has grown by the size of the last snapshot', async () => {
+  /** Restarts the driver on reopened storage with a snapshot threshold of 2 entries. */
+  async function restartWithSnapshots(patchStorage: () => void = () => undefined): Promise<void> {
     await driver.stop();
     ({ storage } = Storage.open(dir));
+    patchStorage();
     replica.compacts = true;
     driver = new Driver({
       replica,
@@ -289,6 +291,10 @@ describe('Driver', () => {
         throw err;
       },
     });
+  }
+
+  it('snapshots only when the log has grown by the size of the last snapshot', async () => {
+    await restartWithSnapshots();
     const big = 'x'.repeat(20_000);
     const commitAt = async (slot: number, value: string): Promise<void> => {
       const e = kv(slot, 'c', slot, value);
@@ -314,26 +320,13 @@ describe('Driver', () => {
   });
 
   it('an asked-for snapshot covers everything applied, even while an automatic one is being written', async () => {
-    await driver.stop();
-    ({ storage } = Storage.open(dir));
-    replica.compacts = true;
     // Hold every snapshot write until released, so that the automatic one is still in flight.
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const save = storage.saveSnapshot.bind(storage);
     const saved: number[] = [];
-    storage.saveSnapshot = (snap) => gate.then(() => { saved.push(snap.index); return save(snap); });
-    driver = new Driver({
-      replica,
-      storage,
-      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
-      sink: { send: () => undefined },
-      logger: pino({ level: 'silent' }),
-      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 2 },
-      clientAddress: () => undefined,
-      onFatal: (err) => {
-        throw err;
-      },
+    await restartWithSnapshots(() => {
+      const save = storage.saveSnapshot.bind(storage);
+      storage.saveSnapshot = (snap) => gate.then(() => { saved.push(snap.index); return save(snap); });
     });
     const commitAt = async (slot: number): Promise<void> => {
       const e = kv(slot, 'c', slot, 'v'.repeat(1000));
