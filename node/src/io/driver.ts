@@ -249,6 +249,8 @@ export class Driver {
     // below is durable, so a crash in between loses nothing.
     const snapshot = this.deps.replica.compact(index, data);
     if (snapshot === undefined) return Promise.resolve(storage.snapshotAt);
+    // The status is otherwise refreshed only by a drain; an admin caller reads it next.
+    this.lastStatus = this.deps.replica.status();
     const started = performance.now();
     const done = storage.saveSnapshot(snapshot).then(
       () => {
