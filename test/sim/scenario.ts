@@ -30,6 +30,9 @@
  *   heal                               restore every link
  *   crash NODE / restart NODE          crash (losing unsynced writes) and restart from disk
  *   stop NODE                          remove NODE and delete its disk
+ *   wipe NODE [unprotected]            NODE loses its disk and restarts empty on its configuration,
+ *                                      marked as having lost data (or not: acceptor amnesia)
+ *   violations                         the agreement checker's findings so far, or `none`
  */
 import type { Config, NodeId } from '../../node/src/core/types.js';
 import { realReplica } from './core.js';
@@ -158,6 +161,13 @@ class Interpreter {
       case 'stop':
         this.w.remove(int(args[0]));
         return [];
+      case 'wipe':
+        this.w.wipe(int(args[0]), args[1] !== 'unprotected');
+        return [];
+      case 'violations': {
+        const found = this.w.agreement.violations;
+        return found.length === 0 ? ['none'] : found.map((v) => `${v.kind}: ${v.message}`);
+      }
       default:
         throw new Error(`unknown command ${name}`);
     }
@@ -202,7 +212,8 @@ class Interpreter {
       const s = this.w.status(id);
       if (s === undefined) return `n${id}: down`;
       const role = s.role === 'follower' ? `follower of ${s.leader === undefined ? 'none' : `n${s.leader}`}` : s.role;
-      return `n${id}: ${role}, ${describeConfig(s.config)}, fence ${s.fenceEpoch}, commit ${s.commit}, snapshot ${s.snapshotIndex}`;
+      const loss = s.dataLoss === 'none' ? '' : `, data loss: ${s.dataLoss}`;
+      return `n${id}: ${role}, ${describeConfig(s.config)}, fence ${s.fenceEpoch}, commit ${s.commit}, snapshot ${s.snapshotIndex}${loss}`;
     });
   }
 }

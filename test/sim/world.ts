@@ -112,6 +112,23 @@ export class World {
     this.addNode(id, initialState(config, fenceEpoch), true);
   }
 
+  /**
+   * The node loses its disk and comes back empty under its old id, on the configuration it held
+   * (what the operator's bootstrap ConfigMap gives a restarted pod). `protect` marks the fresh
+   * disk as lost data, as the node does when it starts empty as an existing member; without it
+   * the node votes with forgotten promises (acceptor amnesia, for the scenarios that show why).
+   */
+  wipe(id: NodeId, protect: boolean): void {
+    const config = this.status(id)?.config ?? this.leader()?.config ?? this.genesis;
+    const fence = config.prior === undefined ? config.epoch : config.epoch - 1;
+    this.nodes.delete(id);
+    this.roles.delete(id);
+    this.paused.delete(id);
+    const fresh = initialState(config, fence);
+    this.addNode(id, protect ? { ...fresh, hard: { ...fresh.hard, dataLoss: {} } } : fresh, true);
+    this.trace.log(this.now, `node ${id} restarts on an empty disk${protect ? '' : ' (unprotected)'}`);
+  }
+
   /** Stops a node for good and deletes its disk (a removed pod and its volume). */
   remove(id: NodeId): void {
     if (!this.nodes.delete(id)) return;

@@ -32,6 +32,7 @@ interface WireStatus {
   ready: boolean;
   lag: Array<{ id: number; lag: number }>;
   transferring: boolean;
+  data_loss: string;
 }
 
 /** Options of `AdminClient`. */
@@ -67,6 +68,7 @@ export class AdminClient {
       ready: s.ready,
       lag: Object.fromEntries(s.lag.map((l) => [l.id, l.lag])),
       transferring: s.transferring,
+      dataLoss: s.data_loss === 'suspended' || s.data_loss === 'repairing' ? s.data_loss : 'none',
     };
   }
 

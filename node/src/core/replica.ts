@@ -19,6 +19,7 @@ import { compareBallots, sameBallot } from './ballot.js';
 import { AcceptorLog } from './log.js';
 import { configProblem, isQuorum, quorumIndex, sameConfig, voters } from './quorum.js';
 import type {
+  DataLoss,
   AdminResult,
   Ballot,
   Command,
@@ -96,6 +97,7 @@ export class Replica implements ReplicaApi {
   private config: Config;
   private fenceEpoch: number;
   private commit: number;
+  private dataLoss: DataLoss | undefined;
   private readonly log: AcceptorLog;
 
   // Volatile state.
@@ -161,6 +163,7 @@ export class Replica implements ReplicaApi {
     this.config = state.hard.config;
     this.fenceEpoch = state.hard.fenceEpoch;
     this.knownFence = state.hard.fenceEpoch;
+    this.dataLoss = state.hard.dataLoss;
     this.maxRoundSeen = state.hard.promised.round;
     this.log = new AcceptorLog(state.snapshot, state.entries);
     // The commit hint is trusted only over entries actually present: the WAL writes entries
@@ -185,6 +188,7 @@ export class Replica implements ReplicaApi {
 
   step(m: Message): void {
     if (m.to !== this.id) return;
+    if (this.dataLoss !== undefined && !this.mayVoteFor(m)) return;
     switch (m.type) {
       case 'prevote': return this.onPrevote(m);
       case 'prevoteReply': return this.onPrevoteReply(m);
@@ -243,6 +247,10 @@ export class Replica implements ReplicaApi {
       return { ok: false, error: `configuration epoch ${config.epoch} is not above the finalized epoch ${this.fenceEpoch}` };
     }
     this.config = config;
+    if (this.dataLoss !== undefined && config.members.includes(this.id) && config.prior !== undefined && !config.prior.includes(this.id)) {
+      // The repair conversion (see `DataLoss`): vote again, for its proposers only.
+      this.dataLoss = { votesFromEpoch: config.epoch };
+    }
     this.hardDirty = true;
     this.mustSync = true;
     // The expansion operation restarts the service: a leader gives up its role, and everyone
@@ -349,6 +357,7 @@ export class Replica implements ReplicaApi {
       caughtUp: this.isCaughtUp(),
       lag,
       transferring: this.transferTarget !== undefined,
+      dataLoss: this.dataLoss === undefined ? 'none' : this.dataLoss.votesFromEpoch === undefined ? 'suspended' : 'repairing',
     };
   }
 
@@ -359,7 +368,9 @@ export class Replica implements ReplicaApi {
     if (this.isCaughtUp()) this.joining = false;
     // A node that does not hear from a leader keeps pulling from its peers: this is how a new
     // node learns from a leader whose configuration does not list it yet.
-    if ((this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks) && this.catchupInflightTicks === 0) {
+    // A node that lost its disk ignores the leader's messages until repaired and pulls instead.
+    const pulling = this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks || this.votingSuspended();
+    if (pulling && this.catchupInflightTicks === 0) {
       const peers = voters(this.config).filter((id) => id !== this.id);
       if (peers.length > 0) {
         // Alternate between the hinted leader (which also starts streaming to us) and a random
@@ -416,11 +427,38 @@ export class Replica implements ReplicaApi {
 
   // ---------------------------------------------------------------- election
 
+  /**
+   * For a node that lost its disk: whether to handle `m` at all. Requests from proposers and
+   * candidates are dropped unread (no promise, vote, heartbeat acknowledgement or pre-vote that a
+   * quorum could count) unless their configuration is the repair's or newer; what only serves
+   * learning (catch-up, fencing news) is handled as usual.
+   */
+  private mayVoteFor(m: Message): boolean {
+    switch (m.type) {
+      case 'prevote':
+      case 'prepare':
+      case 'accept':
+      case 'heartbeat':
+      case 'timeoutNow': {
+        const from = this.dataLoss?.votesFromEpoch;
+        return from !== undefined && m.epoch >= from;
+      }
+      default:
+        return true;
+    }
+  }
+
+  /** Lost its disk and not repaired yet: votes for nobody, only learns. */
+  private votingSuspended(): boolean {
+    return this.dataLoss !== undefined && this.dataLoss.votesFromEpoch === undefined;
+  }
+
   /** Whether this node may try to lead at all. */
   private mayCampaign(): boolean {
     if (!voters(this.config).includes(this.id)) return false;
     if (!this.config.members.includes(this.id)) return false;
     if (this.config.epoch < this.knownFence) return false;
+    if (this.votingSuspended()) return false;
     return !this.joining;
   }
 
@@ -827,6 +865,12 @@ export class Replica implements ReplicaApi {
     if (s > this.commit) this.setCommit(s);
     this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit);
     if (this.leader === undefined && m.leaderHint !== undefined && m.leaderHint !== this.id) this.leader = m.leaderHint;
+    // A suspended node hears the leader only through these replies: they count as contact, so
+    // that its status says when it has caught up.
+    if (this.votingSuspended() && m.leaderHint === m.from) {
+      this.leader = m.from;
+      this.ticksSinceLeader = 0;
+    }
     if (this.commit < m.commit && (m.entries.length > 0 || m.snapshot !== undefined)) this.requestCatchup(m.from);
   }
 
@@ -899,6 +943,9 @@ export class Replica implements ReplicaApi {
     if (epoch <= this.fenceEpoch) return;
     this.fenceEpoch = epoch;
     this.knownFence = Math.max(this.knownFence, epoch);
+    // Every proposer older than the repair is fenced off now: the forgotten votes no longer matter.
+    const repairedAt = this.dataLoss?.votesFromEpoch;
+    if (repairedAt !== undefined && epoch >= repairedAt) this.dataLoss = undefined;
     this.hardDirty = true;
     this.mustSync = true;
   }
@@ -967,7 +1014,8 @@ export class Replica implements ReplicaApi {
   }
 
   private hardState(): HardState {
-    return { promised: this.promised, config: this.config, fenceEpoch: this.fenceEpoch, commit: this.commit };
+    const hard = { promised: this.promised, config: this.config, fenceEpoch: this.fenceEpoch, commit: this.commit };
+    return this.dataLoss === undefined ? hard : { ...hard, dataLoss: this.dataLoss };
   }
 
   /** The newest finalized configuration at or below `index`. */

@@ -76,6 +76,27 @@ export interface HardState {
   readonly fenceEpoch: number;
   /** The highest slot known chosen, a hint that saves work on restart (not needed for safety). */
   readonly commit: number;
+  /**
+   * Present when this node started on an empty disk although it was already a member: the
+   * promises and votes it made before are forgotten, so counting it in a quorum could let a
+   * chosen value be overwritten (acceptor amnesia). See `DataLoss`.
+   */
+  readonly dataLoss?: DataLoss;
+}
+
+/**
+ * How a node that lost its disk may vote again. Until a repair, it votes for nobody and only
+ * learns chosen values (it behaves as a crashed acceptor to everyone else, which Paxos
+ * tolerates). A repair converts every member to `{epoch: e, members: M, prior: M without this
+ * node}`: each quorum of that configuration contains a majority of the others, which intersects
+ * every earlier quorum in a node that remembers; from then on this node answers proposers whose
+ * configuration epoch is at least `votesFromEpoch` (older proposers could count it in quorums
+ * that meet other old quorums only in its forgotten votes). The record is dropped once a
+ * finalize of that epoch is known, when every older proposer is fenced off anyway.
+ */
+export interface DataLoss {
+  /** Set by the repair conversion; absent while the node must not vote at all. */
+  readonly votesFromEpoch?: number;
 }
 
 /** What a node loads from disk on start. */
@@ -225,7 +246,15 @@ export interface ReplicaStatus {
   readonly lag: Readonly<Record<number, number>>;
   /** True while a transfer of leadership is in flight. */
   readonly transferring: boolean;
+  /**
+   * `suspended`: the node lost its disk and votes for nobody until repaired; `repairing`: it
+   * votes only for proposers of the repair configuration; `none` otherwise.
+   */
+  readonly dataLoss: DataLossState;
 }
+
+/** See `ReplicaStatus.dataLoss`. */
+export type DataLossState = 'none' | 'suspended' | 'repairing';
 
 /** Tunables, counted in ticks and entries. */
 export interface ReplicaOptions {

@@ -44,6 +44,7 @@ export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id
         transferring: s.transferring,
         leader_addr: s.leader === undefined ? '' : (clientAddress(s.leader) ?? ''),
         ready: driver.ready,
+        data_loss: s.dataLoss,
       };
     }),
     Convert: handle('convert', (req: { config: WireConfig | null }) => {

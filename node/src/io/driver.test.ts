@@ -69,7 +69,7 @@ class FakeReplica implements ReplicaApi {
   status(): ReplicaStatus {
     return {
       id: 0, role: this.role, leader: this.leader, ballot, config, fenceEpoch: 1, commit: 0, applied: 0,
-      lastSlot: 0, snapshotIndex: this.snapshotIndex, caughtUp: true, lag: {}, transferring: false,
+      lastSlot: 0, snapshotIndex: this.snapshotIndex, caughtUp: true, lag: {}, transferring: false, dataLoss: 'none',
     };
   }
 }

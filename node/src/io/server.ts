@@ -76,8 +76,19 @@ export class NodeServer {
     } else {
       const bootstrap = bootstrapConfigOf(config);
       if (!bootstrap) throw new MissingBootstrapError(config.dataDir);
-      state = storage.initialize(freshState(bootstrap).hard);
-      storageLog.info({ config: bootstrap, joining: config.joining }, 'initialized fresh data directory');
+      // Joining a running quorum as one of its existing voters means this member's disk was
+      // lost (a new server of a change is never in `prior`): it must not vote until repaired.
+      const existingVoter = config.joining && (bootstrap.prior ?? bootstrap.members).includes(config.id);
+      const hard = freshState(bootstrap).hard;
+      state = storage.initialize(existingVoter ? { ...hard, dataLoss: {} } : hard);
+      if (existingVoter) {
+        storageLog.warn(
+          { config: bootstrap },
+          'empty data directory for an existing member: its earlier votes are lost, so it will not vote until a repair reconfiguration (see docs/data-dir.md)',
+        );
+      } else {
+        storageLog.info({ config: bootstrap, joining: config.joining }, 'initialized fresh data directory');
+      }
     }
 
     const tickTicks = (ms: number): number => Math.max(1, Math.round(ms / config.tickMs));
