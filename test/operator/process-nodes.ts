@@ -126,6 +126,21 @@ export class ProcessKubelet {
     }));
   }
 
+  /**
+   * The node loses its volume: kill -9, delete its data directory, and start it again from the
+   * bootstrap ConfigMap, as the kubelet would restart the container on a fresh volume.
+   */
+  async wipe(ordinal: number): Promise<void> {
+    await this.crash([ordinal]);
+    const proc = this.procs.get(ordinal);
+    if (proc !== undefined) rmSync(proc.dataDir, { recursive: true, force: true });
+    this.procs.delete(ordinal);
+    const configMap = await this.clients.rest.get<V1ConfigMap>(resourcePath(Resources.configMaps, this.namespace, `${this.name}-bootstrap`));
+    const bootstrap = parseBootstrap(configMap.data);
+    if (bootstrap === undefined) throw new Error('no bootstrap configuration to restart from');
+    this.start(ordinal, JSON.stringify(bootstrap.config), bootstrap.joining);
+  }
+
   /** The last output of each node, for failure messages. */
   logs(): string {
     return [...this.procs.entries()].map(([ordinal, proc]) => `--- node ${ordinal} (exit ${proc.child.exitCode}):\n${proc.output}`).join('\n');

@@ -101,6 +101,50 @@ describe('resize with real node processes', () => {
     expect(failures).toBeLessThan(acknowledged.size);
   }, 400_000);
 
+  it('repairs a member that lost its volume: it votes for nobody until a repair reconfiguration', async () => {
+    const { clients } = cluster as Cluster;
+    const k = kubelet as ProcessKubelet;
+    const events = new MemoryEventRecorder();
+    const reconciler = new Reconciler({
+      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
+      statusDeadlineMs: 2_000,
+    });
+    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
+    const before = await get();
+    const epoch = before.status?.configEpoch ?? 0;
+    const client = new PaxosClient({ endpoints: k.endpoints(), deadlineMs: 20_000 });
+    try {
+      for (let i = 0; i < 20; i += 1) await client.put(`lost/${i}`, `v${i}`);
+      await k.wipe(1);
+      const seen = { suspended: false, repair: false };
+      let last: PaxosQuorum | undefined;
+      try {
+        await eventually('the repair of pod 1', async () => {
+          await reconciler.reconcile(`${ns}/kv`).catch(() => undefined);
+          last = await get();
+          const member = last.status?.members?.find((m) => m.id === 1);
+          if (member?.dataLoss === 'suspended') seen.suspended = true;
+          if (last.status?.operation?.kind === 'Repair') seen.repair = true;
+          const done = last.status?.phase === 'Available' && last.status.configEpoch === epoch + 1 && last.status.operation == null
+            && (last.status.members ?? []).every((m) => m.healthy && m.dataLoss === undefined && m.epoch === epoch + 1);
+          return done ? true : undefined;
+        }, 120_000);
+      } catch (error) {
+        throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
+      }
+      expect(seen).toEqual({ suspended: true, repair: true });
+      expect(events.events.map((e) => e.reason)).toEqual(expect.arrayContaining(['NodeConverted', 'Finalized']));
+      for (let i = 0; i < 20; i += 1) expect(await client.get(`lost/${i}`)).toBe(`v${i}`);
+      // Pod 1 counts again: with pod 2 down, {0, 1} still commit.
+      await k.crash([2]);
+      await client.put('after-repair', 'ok');
+      expect(await client.get('after-repair')).toBe('ok');
+      await k.wipe(2); // back to three running processes for the next test (pod 2 repairs itself later)
+    } finally {
+      client.close();
+    }
+  }, 200_000);
+
   it('keeps status truthful after the quorum loses its majority', async () => {
     const { clients } = cluster as Cluster;
     const k = kubelet as ProcessKubelet;

@@ -368,8 +368,8 @@ export class Replica implements ReplicaApi {
     if (this.isCaughtUp()) this.joining = false;
     // A node that does not hear from a leader keeps pulling from its peers: this is how a new
     // node learns from a leader whose configuration does not list it yet.
-    // A node that lost its disk ignores the leader's messages until repaired and pulls instead.
-    const pulling = this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks || this.votingSuspended();
+    // A node that lost its disk ignores (some of) the leader's messages until repaired: it pulls.
+    const pulling = this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks || this.dataLoss !== undefined;
     if (pulling && this.catchupInflightTicks === 0) {
       const peers = voters(this.config).filter((id) => id !== this.id);
       if (peers.length > 0) {
@@ -448,17 +448,14 @@ export class Replica implements ReplicaApi {
     }
   }
 
-  /** Lost its disk and not repaired yet: votes for nobody, only learns. */
-  private votingSuspended(): boolean {
-    return this.dataLoss !== undefined && this.dataLoss.votesFromEpoch === undefined;
-  }
-
   /** Whether this node may try to lead at all. */
   private mayCampaign(): boolean {
     if (!voters(this.config).includes(this.id)) return false;
     if (!this.config.members.includes(this.id)) return false;
     if (this.config.epoch < this.knownFence) return false;
-    if (this.votingSuspended()) return false;
+    // Not before the repair is finalized: until then this node may be deaf to the live leader
+    // (older epoch) and would depose it for nothing.
+    if (this.dataLoss !== undefined) return false;
     return !this.joining;
   }
 
@@ -865,9 +862,9 @@ export class Replica implements ReplicaApi {
     if (s > this.commit) this.setCommit(s);
     this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit);
     if (this.leader === undefined && m.leaderHint !== undefined && m.leaderHint !== this.id) this.leader = m.leaderHint;
-    // A suspended node hears the leader only through these replies: they count as contact, so
-    // that its status says when it has caught up.
-    if (this.votingSuspended() && m.leaderHint === m.from) {
+    // A node that lost its disk may hear the leader only through these replies: they count as
+    // contact, so that its status says when it has caught up.
+    if (this.dataLoss !== undefined && m.leaderHint === m.from) {
       this.leader = m.from;
       this.ticksSinceLeader = 0;
     }

@@ -89,6 +89,6 @@ describe('PaxosQuorum CRD', () => {
     expect(Object.keys(operation.properties ?? {})).toEqual(expect.arrayContaining([...recordFields, 'startedAt']));
     expect(at(root, 'status.phase').enum).toEqual(['Pending', 'Available', 'Reconfiguring', 'Degraded', 'Blocked']);
     expect(at(root, 'status.conditions')['x-kubernetes-list-map-keys']).toEqual(['type']);
-    expect(Object.keys(at(root, 'status.members.[]').properties ?? {})).toEqual(['name', 'id', 'role', 'epoch', 'healthy', 'lag']);
+    expect(Object.keys(at(root, 'status.members.[]').properties ?? {})).toEqual(['name', 'id', 'role', 'epoch', 'healthy', 'lag', 'dataLoss']);
   });
 });

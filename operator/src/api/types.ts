@@ -93,6 +93,8 @@ export interface MemberStatus {
   healthy?: boolean;
   /** Entries behind the leader's commit index. */
   lag?: number;
+  /** Set while the pod's node lost its volume: `suspended` (votes for nobody), then `repairing`. */
+  dataLoss?: 'suspended' | 'repairing';
 }
 
 /** `status.operation`: the planner's record plus the times only the operator knows. */

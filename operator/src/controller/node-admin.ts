@@ -23,6 +23,8 @@ export interface NodeStatus {
   readonly transferring: boolean;
   /** Has a leader and is caught up. */
   readonly ready: boolean;
+  /** `suspended`: restarted on an empty volume, votes for nobody; `repairing`: converted by a repair. */
+  readonly dataLoss?: 'none' | 'suspended' | 'repairing';
 }
 
 /** The admin calls the reconciler makes. `address` is `host:port` of the node's client port. */
@@ -63,6 +65,7 @@ export class ClientNodeAdmin implements NodeAdmin {
       lag: Object.entries(status.lag).map(([id, lag]) => ({ id: Number(id), lag })),
       transferring: status.transferring,
       ready: status.ready,
+      dataLoss: status.dataLoss,
     };
   }
 

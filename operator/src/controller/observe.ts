@@ -61,6 +61,7 @@ export function toObservation(view: NodeView): PodObservation {
   return {
     ordinal: view.ordinal, exists: true, ready, config: status.config, role: status.role,
     caughtUp: status.caughtUp, commitIndex: status.commit,
+    ...(status.dataLoss === 'suspended' || status.dataLoss === 'repairing' ? { dataLoss: status.dataLoss } : {}),
   };
 }
 

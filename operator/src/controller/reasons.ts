@@ -30,6 +30,8 @@ export const Reason = {
   // Degraded
   AsExpected: 'AsExpected',
   MembersUnhealthy: 'MembersUnhealthy',
+  /** A member restarted on an empty volume; the operator repairs it through a reconfiguration. */
+  MemberDataLost: 'MemberDataLost',
   ActionFailed: 'ActionFailed',
   // ReconfigurationBlocked
   NotBlocked: 'NotBlocked',

@@ -40,7 +40,7 @@ import {
   podDisruptionBudget, selectorString, statefulSet, type Bootstrap,
 } from './resources.js';
 import { nextRollStep, type RollStep } from './roll.js';
-import { computeStatus, healthy, statusPatch } from './status.js';
+import { answering, computeStatus, statusPatch } from './status.js';
 
 /** Hooks for metrics; the controller does not depend on prom-client. */
 export interface ReconcileMetrics {
@@ -400,7 +400,7 @@ function actionOf(plan: Plan): ExecutableStep | undefined {
 /**
  * The controller's own health gate, on top of the planner's: no action without a known leader
  * (except converting the leader in place, which the planner only asks for when it leads), and
- * none while a member of the newest configuration (or of its prior) is not healthy.
+ * none while a member of the newest configuration (or of its prior) does not answer.
  */
 function unsafeToAct(
   views: readonly NodeView[], leader: number | undefined, membership: NodeConfig | undefined, action: ExecutableStep,
@@ -409,7 +409,8 @@ function unsafeToAct(
   if (membership === undefined) return 'no node reports a configuration';
   const required = new Set([...membership.members, ...(membership.prior ?? [])]);
   // A pod the planner stops after finalization is outside the membership; its health does not matter.
-  const sick = views.find((view) => required.has(view.ordinal) && !healthy(view));
+  // A member that lost its volume answers but does not vote: the planner repairs it, so it passes.
+  const sick = views.find((view) => required.has(view.ordinal) && !answering(view));
   if (sick !== undefined) return `member pod ${sick.pod.metadata?.name} is not ready`;
   // Members of a target being built (joint configuration) start one by one; those of the
   // configuration in force — the prior while there is one — must all exist.

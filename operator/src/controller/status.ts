@@ -30,9 +30,14 @@ export interface StatusInput {
   readonly now: Date;
 }
 
-/** Whether the node of `view` is healthy: pod Ready, answering, not terminating. */
-export function healthy(view: NodeView): boolean {
+/** Whether the node of `view` answers: pod Ready, not terminating, its admin status read. */
+export function answering(view: NodeView): boolean {
   return view.podReady && !view.terminating && view.status !== undefined;
+}
+
+/** Whether the node of `view` is healthy: answering, and voting (not suspended after losing its volume). */
+export function healthy(view: NodeView): boolean {
+  return answering(view) && view.status?.dataLoss !== 'suspended';
 }
 
 function members(input: StatusInput): MemberStatus[] {
@@ -47,7 +52,11 @@ function members(input: StatusInput): MemberStatus[] {
     };
     const epoch = view.status?.config.epoch;
     const lag = view.ordinal === input.leader ? 0 : lagOf(view.ordinal);
-    return { ...member, ...(epoch !== undefined ? { epoch } : {}), ...(lag !== undefined ? { lag } : {}) };
+    const dataLoss = view.status?.dataLoss;
+    return {
+      ...member, ...(epoch !== undefined ? { epoch } : {}), ...(lag !== undefined ? { lag } : {}),
+      ...(dataLoss === 'suspended' || dataLoss === 'repairing' ? { dataLoss } : {}),
+    };
   });
 }
 
@@ -57,6 +66,7 @@ function describeUnready(views: readonly NodeView[]): string {
     const name = view.pod.metadata?.name ?? String(view.ordinal);
     if (view.terminating) return `${name} is terminating`;
     if (view.status === undefined) return `${name}: ${view.unreachable ?? 'not answering'}`;
+    if (view.status.dataLoss === 'suspended') return `${name} restarted on an empty volume and votes for nobody until it is repaired`;
     return `${name} is not Ready`;
   }).join('; ');
 }
@@ -96,7 +106,11 @@ export function computeStatus(input: StatusInput): PaxosQuorumStatus {
   const degraded: DesiredCondition = input.actionError !== undefined
     ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ActionFailed, message: input.actionError }
     : input.membership !== undefined && unhealthy.length > 0
-      ? { type: ConditionType.Degraded, status: 'True', reason: Reason.MembersUnhealthy, message: describeUnready(input.views) }
+      ? {
+          type: ConditionType.Degraded, status: 'True',
+          reason: unhealthy.some((view) => view.status?.dataLoss === 'suspended') ? Reason.MemberDataLost : Reason.MembersUnhealthy,
+          message: describeUnready(input.views),
+        }
       : { type: ConditionType.Degraded, status: 'False', reason: Reason.AsExpected, message: 'All pods are healthy' };
   const progressing: DesiredCondition = input.membership === undefined
     ? { type: ConditionType.Progressing, status: 'True', reason: Reason.Creating, message: input.activity }

@@ -5,10 +5,10 @@
  * configuration, a pod is started when it exists. So the same observation always gives the same
  * step, and an operator killed between any two calls resumes where the cluster is.
  */
-import { finalConfig, jointConfig, sameConfig, type NodeConfig } from './config.js';
+import { finalConfig, jointConfig, majority, sameConfig, type NodeConfig } from './config.js';
 import { existingPods, highestEpoch, podAt } from './observation.js';
 import {
-  beginOperation, currentWork, leadingPodCount, retarget, withFinalizeIssued,
+  beginOperation, beginRepair, currentWork, leadingPodCount, retarget, withFinalizeIssued,
 } from './operation.js';
 import type { Step } from './steps.js';
 import type { ObservedState, OperationRecord, PodObservation } from './types.js';
@@ -43,6 +43,19 @@ export function decide(observed: ObservedState): Decision {
 function decideIdle(observed: ObservedState, membership: NodeConfig): Decision {
   const unhealthy = firstUnhealthy(observed, existingPods(observed), membership.members);
   if (unhealthy !== undefined) return { step: unhealthy };
+  // Members that lost their disks are repaired before any resize: until then they vote for nobody.
+  const lost = existingPods(observed).filter((pod) => membership.members.includes(pod.ordinal) && pod.dataLoss === 'suspended').map((pod) => pod.ordinal);
+  const first = lost[0];
+  if (first !== undefined) {
+    // One at a time: a majority of the others then meets every earlier quorum in a node that
+    // remembers (majority(n) + majority(n - 1) > n), and the other lost ones, which answer nobody,
+    // only cost availability. The members that remember must be able to form that majority.
+    const size = membership.members.length;
+    if (size - lost.length < majority(size - 1)) {
+      return { step: wait(`pods ${lost.join(', ')} lost their data and too few members remember to repair them online`) };
+    }
+    return decideBeforeFinalization(observed, beginRepair(membership.members, [first], highestEpoch(observed) + 1, observed.mode));
+  }
   if (observed.desired === membership.members.length) return { step: { kind: 'Done' } };
   const operation = beginOperation(membership.members, observed.desired, highestEpoch(observed) + 1, observed.mode);
   return decideBeforeFinalization(observed, operation);
@@ -84,7 +97,8 @@ function decideBeforeFinalization(observed: ObservedState, recorded: OperationRe
     }
   }
 
-  const converted = existingPods(observed).filter((pod) => inTarget.has(pod.ordinal) && pod.ordinal !== leader && holdsJoint(pod));
+  // A node repairing lost data ignores the unconverted leader's messages, its hand-over included.
+  const converted = existingPods(observed).filter((pod) => inTarget.has(pod.ordinal) && pod.ordinal !== leader && holdsJoint(pod) && pod.dataLoss === undefined);
   if (!inTarget.has(leader)) {
     // A leader outside the target (shrink) is never converted: it hands over to a converted survivor,
     // in either mode, since stopping it before finalization is what we must not do.

@@ -109,6 +109,79 @@ describe('nextStep', () => {
     expect(end.nodes.map((node) => node.config)).toEqual(Array(3).fill({ epoch: 3, members: [0, 1, 2] }));
   });
 
+  describe('repair of members that lost their disks', () => {
+    /**
+     * Plays the planner against a model where `lost` pods report data loss the way the node does:
+     * `suspended` until converted as a new server (member, not in prior), then `repairing` until
+     * the finalization. The lost pods never lead.
+     */
+    function driveRepair(start: ModelState, lost: readonly number[]): { taken: Step[]; end: ModelState } {
+      let state = start;
+      const taken: Step[] = [];
+      const loss = new Map<number, { repairEpoch?: number }>(lost.map((ordinal) => [ordinal, {}]));
+      for (let calls = 0; calls < 100; calls += 1) {
+        // A repairing node recovers once it holds a finalized configuration of its repair's epoch or later.
+        for (const [ordinal, { repairEpoch }] of loss) {
+          const config = state.nodes[ordinal]?.config;
+          if (repairEpoch !== undefined && config?.prior === undefined && (config?.epoch ?? 0) >= repairEpoch) loss.delete(ordinal);
+        }
+        const seen = observe(state);
+        const pods = seen.pods.map((pod) => {
+          const l = loss.get(pod.ordinal);
+          return l === undefined ? pod : { ...pod, dataLoss: l.repairEpoch === undefined ? 'suspended' as const : 'repairing' as const };
+        });
+        const { step, operation } = nextStep({ ...seen, pods });
+        state = { ...state, operation };
+        if (step.kind === 'Done') return { taken, end: state };
+        if (!isAction(step)) throw new Error(`unexpected ${JSON.stringify(step)}`);
+        if (step.kind === 'TransferLeadership') expect(loss.has(step.to)).toBe(false);
+        taken.push(step);
+        const outcome = applyStep(state, step);
+        if (!outcome.ok) throw new Error(outcome.problem);
+        state = outcome.state;
+        // The node's rule: converted as a member outside the prior, it votes again from that epoch.
+        if (step.kind === 'Convert' && loss.has(step.ordinal) && step.config.members.includes(step.ordinal) && step.config.prior?.includes(step.ordinal) === false) {
+          loss.set(step.ordinal, { repairEpoch: step.config.epoch });
+        }
+        if (state.leader === undefined) state = { ...state, leader: state.nodes.find((n) => !loss.has(n.ordinal))?.ordinal };
+      }
+      throw new Error('no Done after 100 calls');
+    }
+
+    test('a lost follower is converted first as the new server of {others} -> {all}, then the others, then finalize', () => {
+      const { taken, end } = driveRepair(initialModel(3, 0, 3, 'Transfer'), [1]);
+      const joint = { epoch: 2, members: [0, 1, 2], prior: [0, 2] };
+      expect(taken).toEqual([
+        { kind: 'Convert', ordinal: 1, config: joint },
+        { kind: 'Convert', ordinal: 2, config: joint },
+        { kind: 'TransferLeadership', from: 0, to: 2 },
+        { kind: 'Convert', ordinal: 0, config: joint },
+        { kind: 'Finalize', epoch: 2, leader: 2, members: [0, 1, 2] },
+      ]);
+      expect(end.nodes.map((node) => node.config)).toEqual(Array(3).fill({ epoch: 2, members: [0, 1, 2] }));
+      expect(end.operation).toBeUndefined();
+    });
+
+    test('with a resize pending, the repair folds into it; a second lost member is repaired after', () => {
+      const { taken, end } = driveRepair(initialModel(5, 0, 7, 'Transfer'), [1, 3]);
+      const finalizes = taken.filter((step) => step.kind === 'Finalize');
+      expect(finalizes).toEqual([
+        { kind: 'Finalize', epoch: 3, leader: expect.any(Number), members: [0, 1, 2, 3, 4, 5, 6] },
+        { kind: 'Finalize', epoch: 4, leader: expect.any(Number), members: [0, 1, 2, 3, 4, 5, 6] },
+      ]);
+      // Pod 1 is the new server of {0,2,3,4} -> {0..6}; pod 3, lost too, waits for its own turn.
+      expect(taken[0]).toEqual({ kind: 'Convert', ordinal: 1, config: { epoch: 3, members: [0, 1, 2, 3, 4, 5, 6], prior: [0, 2, 3, 4] } });
+      expect(taken).toContainEqual({ kind: 'Convert', ordinal: 3, config: { epoch: 4, members: [0, 1, 2, 3, 4, 5, 6], prior: [0, 1, 2, 4, 5, 6] } });
+      expect(end.nodes.map((node) => node.config)).toEqual(Array(7).fill({ epoch: 4, members: [0, 1, 2, 3, 4, 5, 6] }));
+    });
+
+    test('waits when too few members remember', () => {
+      const seen = observe(initialModel(3, 0, 3, 'Transfer'));
+      const pods = seen.pods.map((pod) => (pod.ordinal === 0 ? pod : { ...pod, dataLoss: 'suspended' as const }));
+      expect(stepOf({ ...seen, pods })).toEqual({ kind: 'Wait', reason: 'pods 1, 2 lost their data and too few members remember to repair them online' });
+    });
+  });
+
   describe('waits', () => {
     const base = observe(initialModel(3, 0, 5, 'Transfer'));
 

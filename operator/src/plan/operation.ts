@@ -34,6 +34,18 @@ export function beginOperation(
 }
 
 /**
+ * The record of a repair: the members that lost their disks are treated as the new servers of a
+ * change from the others to the same membership. Every quorum of `{membership, prior others}`
+ * holds a majority of the others, which meets every earlier quorum in a node that remembers.
+ */
+export function beginRepair(
+  membership: readonly number[], lost: readonly number[], epoch: number, mode: ReconfigurationMode,
+): OperationRecord {
+  const lostSet = new Set(lost);
+  return record('Repair', membership.filter((ordinal) => !lostSet.has(ordinal)), membership, epoch, mode, false);
+}
+
+/**
  * The record of a change of target before finalization: same original, new target, new epoch.
  * Every node then needs a majority of the original until the new target is finalized, so nodes on
  * the abandoned joint configuration and nodes on the new one always share an original majority.

@@ -25,6 +25,12 @@ export interface PodObservation {
   /** The node has pulled the log up to the leader's commit index (within its lag threshold). */
   readonly caughtUp?: boolean;
   readonly commitIndex?: number;
+  /**
+   * The node restarted on an empty disk as a member and votes for nobody (`suspended`) until a
+   * repair converts it as the new server of a change from the other members; `repairing` once
+   * converted. Absent when its disk is intact.
+   */
+  readonly dataLoss?: 'suspended' | 'repairing';
 }
 
 /** Everything the planner decides from. The operator builds it afresh on every reconcile. */
@@ -46,7 +52,7 @@ export interface ObservedState {
   readonly operation?: OperationRecord;
 }
 
-export type OperationKind = 'Expand' | 'Shrink' | 'Retarget';
+export type OperationKind = 'Expand' | 'Shrink' | 'Retarget' | 'Repair';
 
 /**
  * The durable progress record of one membership change, stored in `status.operation`.
