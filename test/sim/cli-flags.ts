@@ -8,14 +8,15 @@ export interface Flags {
   json: boolean;
   unsafe: boolean;
   splitBrain: boolean;
+  amnesia: 'protected' | 'unprotected' | undefined;
 }
 
 /** One line of usage, printed with a bad flag. */
-export const USAGE = 'usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--json] [--unsafe-plain-majorities] [--split-brain]';
+export const USAGE = 'usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--json] [--unsafe-plain-majorities] [--split-brain] [--amnesia protected|unprotected]';
 
 /** Parses argv; returns an error message for anything it does not understand. */
 export function parseFlags(argv: readonly string[]): Flags | string {
-  const flags: Flags = { seeds: 100, start: 1, seed: undefined, json: false, unsafe: false, splitBrain: false };
+  const flags: Flags = { seeds: 100, start: 1, seed: undefined, json: false, unsafe: false, splitBrain: false, amnesia: undefined };
   const number = (name: string, value: string | undefined, min: number): number | string => {
     if (value === undefined || !/^\d+$/.test(value)) return `${name} needs a whole number, got ${value ?? 'nothing'}`;
     const n = Number(value);
@@ -45,10 +46,16 @@ export function parseFlags(argv: readonly string[]): Flags | string {
       case '--split-brain':
         flags.splitBrain = true;
         break;
+      case '--amnesia': {
+        const mode = value();
+        if (mode !== 'protected' && mode !== 'unprotected') return `--amnesia needs protected or unprotected, got ${mode ?? 'nothing'}`;
+        flags.amnesia = mode;
+        break;
+      }
       default:
         return `unknown flag ${arg}`;
     }
-    if (inline !== undefined && !['--seeds', '--start', '--seed'].includes(name)) return `${name} takes no value`;
+    if (inline !== undefined && !['--seeds', '--start', '--seed', '--amnesia'].includes(name)) return `${name} takes no value`;
   }
   return flags;
 }

@@ -7,6 +7,8 @@
  *   --json                    print one JSON summary line last
  *   --unsafe-plain-majorities the core counts plain majorities of `members` (split brain expected)
  *   --split-brain             the workload that makes split brain likely (unsafe-style changes)
+ *   --amnesia MODE            members lose their disks; `protected` (the node's rule plus the
+ *                             planner's repair) must pass, `unprotected` is expected to fail
  *
  * Exit status: 0 when every seed passed, 1 on a violation, 2 on bad flags.
  */
@@ -28,7 +30,10 @@ function main(argv: readonly string[]): number {
   let ops = 0;
   let firstFailure: RunResult | undefined;
   for (const seed of seeds) {
-    const result = runSeed({ seed, unsafePlainMajorities: flags.unsafe, splitBrain: flags.splitBrain, verbose });
+    const result = runSeed({
+      seed, unsafePlainMajorities: flags.unsafe, splitBrain: flags.splitBrain, verbose,
+      ...(flags.amnesia === undefined ? {} : { amnesia: flags.amnesia }),
+    });
     reconfigurations += result.reconfigurations;
     ops += result.ops;
     if (result.violations.length > 0) {
@@ -47,7 +52,7 @@ function main(argv: readonly string[]): number {
     process.stdout.write(`${JSON.stringify({ seeds: seeds.length, violations, reconfigurations, ops })}\n`);
   } else {
     process.stdout.write(`${summary}\n`);
-    if (firstFailure !== undefined) process.stdout.write(`reproduce: npm run sim -- --seed ${firstFailure.seed}${flags.unsafe ? ' --unsafe-plain-majorities' : ''}${flags.splitBrain ? ' --split-brain' : ''}\n`);
+    if (firstFailure !== undefined) process.stdout.write(`reproduce: npm run sim -- --seed ${firstFailure.seed}${flags.unsafe ? ' --unsafe-plain-majorities' : ''}${flags.splitBrain ? ' --split-brain' : ''}${flags.amnesia === undefined ? '' : ` --amnesia ${flags.amnesia}`}\n`);
   }
   return failedSeeds === 0 ? 0 : 1;
 }

@@ -148,7 +148,10 @@ export function operatorPlanner(toSize: number, leaderTurn: LeaderTurn): Planner
     const pods: PodObservation[] = world.ids().map((ordinal) => {
       const s = world.status(ordinal);
       if (s === undefined) return { ordinal, exists: true, ready: false };
-      return { ordinal, exists: true, ready: true, config: s.config, role: s.role, caughtUp: s.caughtUp, commitIndex: s.commit };
+      return {
+        ordinal, exists: true, ready: true, config: s.config, role: s.role, caughtUp: s.caughtUp, commitIndex: s.commit,
+        ...(s.dataLoss === 'none' ? {} : { dataLoss: s.dataLoss }),
+      };
     });
     const leader = world.leader()?.id;
     const observed: ObservedState = {

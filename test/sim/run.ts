@@ -30,6 +30,12 @@ export interface RunOptions {
   readonly compactEverySlots?: number;
   /** Mutation test of the checker: nodes answer reads from local state without read index. */
   readonly unsafeLocalReads?: boolean;
+  /**
+   * The amnesia workload: no resizes, but members lose their disks during the fault phase and
+   * restart empty. `protected`: as the node does, the restarted member votes for nobody and the
+   * operator's planner repairs it; `unprotected`: it votes at once with its promises forgotten.
+   */
+  readonly amnesia?: 'protected' | 'unprotected';
 }
 
 /** What one run found. */
@@ -70,7 +76,9 @@ const WORKLOAD: WorkloadOptions = {
 /** Runs one seed: fault phase with workload and reconfigurations, then the liveness phase, then the checks. */
 export function runSeed(options: RunOptions): RunResult {
   const rng = new Rng(options.seed);
-  const plan = options.splitBrain === true ? splitBrainPlan(rng.fork(1)) : normalPlan(rng.fork(1));
+  const plan = options.splitBrain === true
+    ? splitBrainPlan(rng.fork(1))
+    : options.amnesia !== undefined ? amnesiaPlan(rng.fork(1)) : normalPlan(rng.fork(1));
   const trace = new Trace(60, options.verbose);
   const worldOptions = {
     ...DEFAULT_WORLD_OPTIONS,
@@ -82,7 +90,8 @@ export function runSeed(options: RunOptions): RunResult {
   };
   const world = new World(rng.fork(2), plan.initialSize, options.factory ?? realReplica, trace, worldOptions, options.unsafePlainMajorities === true);
   world.rolesVerbose = options.verbose !== undefined;
-  const setup = `seed ${options.seed}: ${plan.initialSize} nodes, changes ${plan.sizes.join(' -> ')}${options.splitBrain === true ? ' (split-brain workload)' : ''}${options.unsafePlainMajorities === true ? ' UNSAFE plain majorities' : ''}; faults ${JSON.stringify(plan.profile)}`;
+  const amnesiaSetup = options.amnesia === undefined ? '' : ` (amnesia workload, ${options.amnesia}: disks lost at ticks ${plan.wipes.join(', ')})`;
+  const setup = `seed ${options.seed}: ${plan.initialSize} nodes, changes ${plan.sizes.join(' -> ')}${amnesiaSetup}${options.splitBrain === true ? ' (split-brain workload)' : ''}${options.unsafePlainMajorities === true ? ' UNSAFE plain majorities' : ''}; faults ${JSON.stringify(plan.profile)}`;
   trace.log(0, setup);
 
   const history = new History();
@@ -116,7 +125,27 @@ export function runSeed(options: RunOptions): RunResult {
   const changeRng = rng.fork(5);
 
   const safe = (): boolean => world.agreement.violations.length === 0 && violations.length === 0;
+  const wipeRng = rng.fork(6);
+  /** A disk lost at one of the plan's ticks: a member that still remembers restarts empty. */
+  const maybeWipe = (): void => {
+    if (!plan.wipes.includes(world.now) || options.amnesia === undefined) return;
+    const members = change?.from.members ?? config.members;
+    const intact = members.filter((id) => world.status(id)?.dataLoss !== 'suspended');
+    if (intact.length === 0) return;
+    world.wipe(wipeRng.pick(intact), options.amnesia === 'protected');
+  };
+  /** The operator answers a member that reports lost data with a repair (a change to the same size). */
+  const startRepair = (): void => {
+    if (options.amnesia !== 'protected' || change !== undefined) return;
+    if (!config.members.some((id) => world.status(id)?.dataLoss === 'suspended')) return;
+    const leaderTurn: LeaderTurn = changeRng.chance(0.7) ? 'transfer' : 'election';
+    change = new Reconfiguration(world, config, config.members.length, operatorPlanner(config.members.length, leaderTurn), {
+      leaderTurn, stepTimeoutTicks: 150, settleTicks: 10, rush: false,
+    });
+    started++;
+  };
   const stepReconfiguration = (mayStart: boolean): void => {
+    startRepair();
     if (change === undefined && mayStart && nextChange < plan.sizes.length && world.now >= nextChangeAt) {
       const leaderTurn: LeaderTurn = changeRng.chance(0.7) ? 'transfer' : 'election';
       const toSize = plan.sizes[nextChange] as number;
@@ -142,6 +171,7 @@ export function runSeed(options: RunOptions): RunResult {
   const faultTicks = options.faultTicks ?? plan.faultTicks;
   while (world.now < faultTicks && safe()) {
     injector.tick(world);
+    maybeWipe();
     stepReconfiguration(true);
     for (const c of clients) c.tick(true);
     world.tick();
@@ -220,6 +250,8 @@ function stateDivergence(world: World): string | undefined {
 interface Plan {
   readonly initialSize: number;
   readonly sizes: readonly number[];
+  /** Ticks at which a member loses its disk (the amnesia workload only). */
+  readonly wipes: readonly number[];
   readonly profile: FaultProfile;
   readonly rush: boolean;
   readonly faultTicks: number;
@@ -236,7 +268,23 @@ function normalPlan(rng: Rng): Plan {
     sizes.push(next);
     size = next;
   }
-  return { initialSize, sizes, profile: randomProfile(rng), rush: false, faultTicks: FAULT_TICKS };
+  return { initialSize, sizes, wipes: [], profile: randomProfile(rng), rush: false, faultTicks: FAULT_TICKS };
+}
+
+/**
+ * The amnesia workload: 3 or 5 members, no resize, crashes and partitions, and one disk lost (two
+ * for five members, far apart) while clients write. Repairs are one at a time, so with two lost
+ * disks the second may wait for the first repair.
+ */
+function amnesiaPlan(rng: Rng): Plan {
+  const initialSize = rng.pick([3, 3, 5]);
+  const wipes = [rng.range(100, 500)];
+  if (initialSize === 5) wipes.push(rng.range(550, 900));
+  const profile = randomProfile(rng);
+  return {
+    initialSize, sizes: [], wipes, rush: false, faultTicks: FAULT_TICKS,
+    profile: { ...profile, crashRate: Math.max(profile.crashRate, 0.004), partitionRate: Math.max(profile.partitionRate, 0.01) },
+  };
 }
 
 /** The split-brain workload: one unsafe-style change and partitions between old and new members. */
@@ -257,6 +305,7 @@ function splitBrainPlan(rng: Rng): Plan {
       replyLossRate: 0,
     },
     rush: true,
+    wipes: [],
     faultTicks: 600,
   };
 }

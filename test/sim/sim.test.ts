@@ -57,6 +57,28 @@ describe('simulation', () => {
   });
 });
 
+describe('acceptor amnesia (members losing their disks)', () => {
+  it('unprotected, a member that restarts empty and votes breaks agreement within 300 seeds; protected and repaired, the same seeds pass', () => {
+    let failing: RunResult | undefined;
+    for (let seed = 1; seed <= 300 && failing === undefined; seed++) {
+      const r = runSeed({ seed, amnesia: 'unprotected' });
+      if (r.violations.length > 0) failing = r;
+    }
+    expect(failing).toBeDefined();
+    expect(failing?.violations.map((v) => v.kind)).toEqual(expect.arrayContaining([expect.stringMatching(/agreement|linearizability|state/)]));
+    const failures: string[] = [];
+    let repairs = 0;
+    for (let seed = 1; seed <= Math.max(100, failing?.seed ?? 0); seed++) {
+      const r = runSeed({ seed, amnesia: 'protected' });
+      if (r.violations.length > 0) failures.push(describeFailure(r));
+      repairs += r.reconfigurations;
+    }
+    expect(failures.slice(0, 2).join('\n\n')).toBe('');
+    // Every run loses at least one disk; the repairs must actually complete (liveness is checked too).
+    expect(repairs).toBeGreaterThanOrEqual(100);
+  });
+});
+
 describe('the checkers catch planted bugs', () => {
   it('finds stale reads when nodes answer reads locally instead of through read index', () => {
     let found: RunResult | undefined;
