@@ -158,7 +158,9 @@ function statusTable(rows: Array<{ endpoint: string; status?: NodeStatus; error?
     if (!s) return ['?', endpoint, 'unreachable', '', '', '', '', '', error ?? ''];
     const config = `${s.config.members.join(',')}${s.config.prior ? ` (prior ${s.config.prior.join(',')})` : ''}`;
     const lag = s.role === 'leader' ? '-' : leader?.lag[s.id] !== undefined ? String(leader.lag[s.id]) : '?';
-    return [String(s.id), endpoint, s.role, String(s.config.epoch), config, String(s.commit), String(s.applied), lag, s.caughtUp ? 'yes' : 'no'];
+    // A member that lost its volume is not a voter until repaired: say so where people look.
+    const role = s.dataLoss === 'suspended' ? `${s.role} (data lost, not voting)` : s.dataLoss === 'repairing' ? `${s.role} (repairing)` : s.role;
+    return [String(s.id), endpoint, role, String(s.config.epoch), config, String(s.commit), String(s.applied), lag, s.caughtUp ? 'yes' : 'no'];
   });
   return renderTable(header, body);
 }
