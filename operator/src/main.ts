@@ -17,11 +17,12 @@ import { Controller } from './controller/controller.js';
 import { ClientNodeAdmin } from './controller/node-admin.js';
 import { Reconciler } from './controller/reconciler.js';
 import { defaultNodeImage } from './controller/resources.js';
-import { loadKubeConfig, makeClients } from './k8s/client.js';
+import { loadKubeConfig, makeClients, type KubeClients } from './k8s/client.js';
 import { KubeEventRecorder } from './k8s/events.js';
 import { makeInformers } from './k8s/informers.js';
-import { LeaderElector } from './k8s/leader-election.js';
+import { LeaderElector, type LeaseOwner } from './k8s/leader-election.js';
 import { GROUP } from './k8s/paxosquorum.js';
+import { Resources, resourcePath } from './k8s/rest.js';
 import { OperatorMetrics, serveMetrics } from './metrics.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -36,6 +37,8 @@ export const OperatorConfigSchema = z.object({
   leaderElect: boolean.default(true),
   leaseName: z.string().min(1).default('paxos-operator'),
   leaseNamespace: z.string().min(1).optional(),
+  /** The operator's own Deployment (in the lease namespace): the Lease is owned by it. */
+  ownerDeployment: z.string().min(1).optional(),
   nodeImage: z.string().min(1).default(defaultNodeImage(VERSION)),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).refine((config) => !config.leaderElect || config.leaseNamespace !== undefined || config.kubeconfig !== undefined, {
@@ -62,6 +65,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
         'leader-elect': { type: 'string' },
         'lease-name': { type: 'string' },
         'lease-namespace': { type: 'string' },
+        'owner-deployment': { type: 'string' },
         'node-image': { type: 'string' },
         'log-level': { type: 'string' },
       },
@@ -79,6 +83,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     leaderElect: nonEmpty(values['leader-elect'] ?? env.LEADER_ELECT),
     leaseName: nonEmpty(values['lease-name'] ?? env.LEASE_NAME),
     leaseNamespace: nonEmpty(values['lease-namespace'] ?? env.POD_NAMESPACE),
+    ownerDeployment: nonEmpty(values['owner-deployment'] ?? env.OPERATOR_DEPLOYMENT),
     nodeImage: nonEmpty(values['node-image'] ?? env.PAXOS_NODE_IMAGE),
     logLevel: nonEmpty(values['log-level'] ?? env.LOG_LEVEL),
   });
@@ -89,6 +94,21 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
   return parsed.data;
 }
 
+/**
+ * The owner reference of the Lease: the operator's Deployment, so that the garbage collector
+ * removes the Lease on uninstall. Without it (no RBAC, not found) the Lease simply has no owner.
+ */
+async function deploymentOwner(clients: KubeClients, namespace: string, name: string, log: Logger): Promise<LeaseOwner | undefined> {
+  try {
+    const deployment = await clients.rest.get<{ metadata?: { uid?: string } }>(resourcePath(Resources.deployments, namespace, name));
+    const uid = deployment.metadata?.uid;
+    return uid === undefined ? undefined : { apiVersion: 'apps/v1', kind: 'Deployment', name, uid };
+  } catch (error) {
+    log.warn({ err: error, deployment: name }, 'cannot read the operator Deployment; the leader-election Lease gets no owner and outlives an uninstall');
+    return undefined;
+  }
+}
+
 /** Runs the operator until a signal arrives. */
 export async function run(config: OperatorConfig, log: Logger): Promise<void> {
   const clients = makeClients(loadKubeConfig(config.kubeconfig));
@@ -97,11 +117,16 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
   const identity = `${process.env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
   const events = new KubeEventRecorder(clients, log.child({ component: 'events' }), `${GROUP}/operator`, identity);
   // The callbacks run only after start(), when the controller below exists.
+  const leaseNamespace = config.leaseNamespace ?? clients.rest.connection.namespace ?? 'default';
+  const owner = config.leaderElect && config.ownerDeployment !== undefined
+    ? await deploymentOwner(clients, leaseNamespace, config.ownerDeployment, log)
+    : undefined;
   const elector = config.leaderElect
     ? new LeaderElector(clients, log.child({ component: 'leader-election' }), {
-      namespace: config.leaseNamespace ?? clients.rest.connection.namespace ?? 'default',
+      namespace: leaseNamespace,
       name: config.leaseName,
       identity,
+      ...(owner === undefined ? {} : { owner }),
       onStartedLeading: () => {
         metrics.setLeader(true);
         controller.startLeading();

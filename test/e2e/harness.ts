@@ -148,6 +148,7 @@ export class E2eEnv {
       if (JSON.stringify(cfg) !== JSON.stringify(want)) return `${m.name} has members ${JSON.stringify(cfg)}, want ${JSON.stringify(want)}`;
       if (s.config.prior !== undefined && s.config.prior.length > 0) return `${m.name} still has prior ${JSON.stringify(s.config.prior)}`;
       if (s.config.epoch !== st.configEpoch) return `${m.name} is on epoch ${s.config.epoch}, status.configEpoch ${st.configEpoch}`;
+      if (s.dataLoss !== 'none') return `${m.name} reports data loss: ${s.dataLoss}`;
     }
     return undefined;
   }
@@ -388,6 +389,22 @@ export async function deleteFollowerMidShrink(env: E2eEnv): Promise<string> {
   return `deleted follower ${victim} (leader ${leader}) at step ${pq.status?.operation?.step}/${pq.status?.operation?.totalSteps} (${pq.status?.operation?.description})`;
 }
 
+/**
+ * A follower loses its volume: its PVC, then its pod, are deleted (the PVC goes once the pod is
+ * gone); the StatefulSet recreates both, so the node restarts on an empty volume. The operator
+ * must see it report lost data and repair it with a reconfiguration; writes go on throughout.
+ */
+export async function loseFollowerVolume(env: E2eEnv): Promise<string> {
+  const pq = await env.pq();
+  const leader = pq.status?.leader;
+  const size = pq.spec.replicas;
+  const victim = Array.from({ length: size }, (_, i) => `${QUORUM}-${size - 1 - i}`).find((n) => n !== leader) ?? `${QUORUM}-0`;
+  await env.kubectl(['delete', 'pvc', '-n', NS, `data-${victim}`, '--wait=false']);
+  await env.kubectl(['delete', 'pod', '-n', NS, victim, '--wait=false']);
+  const repair = await env.waitOperation((p) => p.status?.operation?.kind === 'Repair', 180_000);
+  return `deleted the volume and pod of follower ${victim} (leader ${leader}); the operator repairs it: ${repair.status?.operation?.description}`;
+}
+
 /** The steps of the scale scenario, in order. */
 export const SCALE_STEPS: readonly StepSpec[] = [
   { name: '3->5', to: 5 },
@@ -397,6 +414,7 @@ export const SCALE_STEPS: readonly StepSpec[] = [
   { name: '3->5 Election (kubectl scale)', to: 5, mode: 'Election', via: 'scale' },
   { name: '5->3 follower pod deleted mid-shrink', to: 3, during: deleteFollowerMidShrink },
   { name: '3->5 operator pod deleted mid-expansion', to: 5, during: deleteOperatorMidExpansion },
+  { name: '5 members, a follower loses its volume (repair)', to: 5, during: loseFollowerVolume },
 ];
 
 /** The JSON summary `npm run e2e -- --json` prints. */
@@ -463,4 +481,20 @@ export async function leftovers(env: E2eEnv): Promise<string[]> {
 export async function leftoverLease(env: E2eEnv): Promise<string | undefined> {
   const out = await env.kubectl(['get', 'lease', '-n', OPERATOR_NS, RELEASE, '-o', 'name']).catch(() => '');
   return out.trim() || undefined;
+}
+
+/**
+ * What is still there after `helm uninstall`, polled for up to `seconds` while the garbage
+ * collector works: objects of the release and the quorum, and the operator's leader-election
+ * Lease (owned by the operator's Deployment, so it must go too). The CRD and namespace stay.
+ */
+export async function leftoversAfterUninstall(env: E2eEnv, seconds = 60): Promise<string[]> {
+  let left: string[] = [];
+  for (let i = 0; i < seconds; i++) {
+    const lease = await leftoverLease(env);
+    left = [...await leftovers(env), ...(lease === undefined ? [] : [lease])];
+    if (left.length === 0) break;
+    await sleep(1000);
+  }
+  return left;
 }

@@ -6,7 +6,7 @@
  * check failed, 2 for bad flags.
  */
 import { parseArgs } from 'node:util';
-import { E2eEnv, NS, QUORUM, OPERATOR_NS, RELEASE, SCALE_STEPS, Writer, leftovers, leftoverLease, scaleStep, sleep, summarize, writeResults, RESULTS_FILE, type StepResult } from './harness.js';
+import { E2eEnv, NS, QUORUM, OPERATOR_NS, RELEASE, SCALE_STEPS, Writer, leftoversAfterUninstall, scaleStep, sleep, summarize, writeResults, RESULTS_FILE, type StepResult } from './harness.js';
 import { invalidReplicaChecks } from './invalid.js';
 
 let json = false;
@@ -79,15 +79,9 @@ try {
   say('uninstall');
   await env.kubectl(['delete', 'paxosquorum', QUORUM, '-n', NS, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
   await env.helm(['uninstall', RELEASE, '-n', OPERATOR_NS, '--wait', '--timeout', '2m'], { timeoutMs: 130_000 });
-  let left: string[] = [];
-  for (let i = 0; i < 60; i++) {
-    left = await leftovers(env);
-    if (left.length === 0) break;
-    await sleep(1000);
-  }
+  const left = await leftoversAfterUninstall(env);
   if (left.length) problems.push(`left after helm uninstall: ${left.join(', ')}`);
-  const lease = await leftoverLease(env);
-  if (lease) notes.push(`${lease} in ${OPERATOR_NS} stays after helm uninstall (created by the operator, not the chart); the namespace ${OPERATOR_NS} and the CRD stay too (Helm does not delete either)`);
+  notes.push(`the namespace ${OPERATOR_NS} and the CRD stay after helm uninstall (Helm deletes neither)`);
   const crd = await env.kubectl(['get', 'crd', 'paxosquorums.paxos.quorum.dev', '-o', 'name']).catch(() => '');
   if (!crd.trim()) problems.push('CRD gone after helm uninstall (Helm keeps CRDs from crds/, so it should stay)');
 } catch (e) {

@@ -56,6 +56,33 @@ describe('controller wiring against a real API server', () => {
     await b.stop();
   }, 60_000);
 
+  it('gives the Lease an owner, when created and when an ownerless Lease is taken over', async () => {
+    const clients = (cluster as Cluster).clients;
+    const owner = await clients.rest.create<{ metadata: { uid: string } }>(resourcePath(Resources.configMaps, ns), {
+      apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'lease-owner', namespace: ns },
+    });
+    const ownerRef = { apiVersion: 'v1', kind: 'ConfigMap', name: 'lease-owner', uid: owner.metadata.uid };
+    type OwnedLease = { metadata: { ownerReferences?: unknown[] } };
+    const run = async (name: string): Promise<OwnedLease> => {
+      let leads = false;
+      const elector = new LeaderElector(clients, quiet, {
+        namespace: ns, name, identity: 'x', leaseDurationSeconds: 6, renewIntervalMs: 300, renewDeadlineMs: 4_000, owner: ownerRef,
+        onStartedLeading: () => { leads = true; },
+        onStoppedLeading: () => { leads = false; },
+      });
+      elector.start();
+      await eventually(`x leads ${name}`, async () => (leads ? true : undefined), 10_000);
+      await elector.stop();
+      return clients.rest.get<OwnedLease>(resourcePath(Resources.leases, ns, name));
+    };
+    expect((await run('owned-new')).metadata.ownerReferences).toEqual([expect.objectContaining(ownerRef)]);
+    // A Lease left by an operator version that set no owner gets one on the next renewal.
+    await clients.rest.create(resourcePath(Resources.leases, ns), {
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'owned-old', namespace: ns }, spec: {},
+    });
+    expect((await run('owned-old')).metadata.ownerReferences).toEqual([expect.objectContaining(ownerRef)]);
+  }, 60_000);
+
   it('reconciles a new PaxosQuorum from informer events and acts on a spec change within a second', async () => {
     const clients = (cluster as Cluster).clients;
     const reconciler = new Reconciler({ clients, admin: noNodes, events: new MemoryEventRecorder(), log: quiet, defaultImage: 'paxosquorum/node:0.1.0' });

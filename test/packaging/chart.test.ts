@@ -82,6 +82,8 @@ const OPERATOR_PERMISSIONS = [
 ].sort();
 
 const LEADER_ELECTION_PERMISSIONS = [
+  // Its own Deployment, the owner of the Lease (garbage-collected on uninstall).
+  'apps/deployments: get [paxos-operator]',
   'coordination.k8s.io/leases: create',
   'coordination.k8s.io/leases: get [paxos-operator]',
   'coordination.k8s.io/leases: update [paxos-operator]',
@@ -213,6 +215,7 @@ describe('rendered with default values', () => {
       '--leader-elect=true',
       '--lease-name=paxos-operator',
       '--lease-namespace=$(POD_NAMESPACE)',
+      '--owner-deployment=paxos-operator',
       '--node-image=$(PAXOS_NODE_IMAGE)',
       '--log-level=info',
     ]);

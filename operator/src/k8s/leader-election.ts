@@ -37,6 +37,19 @@ export interface LeaderElectionOptions {
   readonly renewDeadlineMs?: number;
   readonly onStartedLeading: () => void;
   readonly onStoppedLeading: () => void;
+  /**
+   * The object the Lease belongs to (the operator's Deployment): the garbage collector deletes the
+   * Lease with it, so that uninstalling the operator leaves no Lease behind.
+   */
+  readonly owner?: LeaseOwner;
+}
+
+/** An owner reference for the Lease. */
+export interface LeaseOwner {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly uid: string;
 }
 
 const LEASE_DURATION_SECONDS = 15;
@@ -118,7 +131,7 @@ export class LeaderElector {
         await kubeCall('create Lease', () => this.clients.rest.create(resourcePath(Resources.leases, namespace), {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
-          metadata: { name, namespace },
+          metadata: { name, namespace, ...(this.options.owner ? { ownerReferences: [this.ownerReference(this.options.owner)] } : {}) },
           spec: { holderIdentity: identity, leaseDurationSeconds: this.durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
         }));
         this.renewed();
@@ -137,6 +150,7 @@ export class LeaderElector {
     try {
       await kubeCall('update Lease', () => this.clients.rest.replace(this.leasePath(), {
           ...lease,
+          metadata: this.withOwner(lease.metadata),
           spec: {
             ...spec,
             holderIdentity: identity,
@@ -150,6 +164,19 @@ export class LeaderElector {
     } catch (error) {
       if (!isConflict(error)) throw error;
     }
+  }
+
+  private ownerReference(owner: LeaseOwner): { apiVersion: string; kind: string; name: string; uid: string } {
+    return { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid };
+  }
+
+  /** Adds our owner to a Lease written before it had one (e.g. by an older operator). */
+  private withOwner(metadata: Lease['metadata']): Lease['metadata'] {
+    const owner = this.options.owner;
+    if (owner === undefined || metadata === undefined) return metadata;
+    const refs = metadata.ownerReferences ?? [];
+    if (refs.some((ref) => ref.uid === owner.uid)) return metadata;
+    return { ...metadata, ownerReferences: [...refs, this.ownerReference(owner)] };
   }
 
   /**

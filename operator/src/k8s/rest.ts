@@ -286,6 +286,7 @@ export const Resources = {
   services: { group: '', version: 'v1', plural: 'services' },
   configMaps: { group: '', version: 'v1', plural: 'configmaps' },
   statefulSets: { group: 'apps', version: 'v1', plural: 'statefulsets' },
+  deployments: { group: 'apps', version: 'v1', plural: 'deployments' },
   pdbs: { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets' },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases' },
   events: { group: 'events.k8s.io', version: 'v1', plural: 'events' },
