@@ -238,9 +238,16 @@ async function runChange(b: Bench, to: number, run: number): Promise<{ change: s
       case 'Finalize': {
         // The plan names the leader it expects; if an election made someone else lead, use it
         // (and say so: that is part of what the probe is for).
-        const at = (await cluster.status(step.leader))?.role === 'leader' ? step.leader : await b.leaderNow();
-        if (at !== step.leader) print({ kind: 'note', change, run, note: `finalize expected leader ${step.leader}, found ${at}` });
-        await cluster.admin.finalize(cluster.endpoint(at), 20_000);
+        // The operator would then move leadership to a node holding the joint configuration
+        // first (a node still on the old one has nothing to finalize), which costs a transfer.
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const at = await b.leaderNow();
+          if (at === step.leader) break;
+          print({ kind: 'note', change, run, note: `finalize expected leader ${step.leader}, found ${at}: transferring` });
+          await cluster.admin.transferLeadership(cluster.endpoint(at), step.leader).catch(() => undefined);
+          await until(`pod ${step.leader} leads`, async () => (await cluster.status(step.leader))?.role === 'leader', 5000).catch(() => undefined);
+        }
+        await cluster.admin.finalize(cluster.endpoint(step.leader), 20_000);
         b.epoch = step.epoch + shift;
         return;
       }
