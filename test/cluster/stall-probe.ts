@@ -39,6 +39,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '150' },
     quiet: { type: 'boolean', default: false },
     chain: { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'info' },
   },
 });
 const timing = TIMINGS[values.timing as keyof typeof TIMINGS];
@@ -58,9 +59,26 @@ class Writer {
   private readonly loops: Promise<void>[] = [];
   private readonly client: PaxosClient;
 
+  /** Every attempt the client made (diagnostics: who it asked, how long, what came back). */
+  readonly attempts: Array<{ start: number; end: number; target: string; error?: string }> = [];
+
   constructor(endpoints: string[], workers = 4) {
     // The e2e writer's options (test/e2e/harness.ts).
     this.client = new PaxosClient({ endpoints, deadlineMs: 15_000, attemptTimeoutMs: 1000, maxInflight: workers + 2, backoffMaxMs: 250 });
+    // Probe-only: wrap the client's private per-attempt call to see retries inside a stall.
+    const c = this.client as unknown as { attempt: (target: string, ...rest: unknown[]) => Promise<unknown> };
+    const attempt = c.attempt.bind(this.client);
+    c.attempt = async (target: string, ...rest: unknown[]): Promise<unknown> => {
+      const start = Date.now();
+      try {
+        const r = await attempt(target, ...rest);
+        this.attempts.push({ start, end: Date.now(), target });
+        return r;
+      } catch (err) {
+        this.attempts.push({ start, end: Date.now(), target, error: (err as Error).message.slice(0, 120) });
+        throw err;
+      }
+    };
     this.start(workers);
   }
 
@@ -103,6 +121,24 @@ class Writer {
     }
     if (to - prev > best.ms) best = { ms: to - prev, start: prev, end: to };
     return best;
+  }
+}
+
+/**
+ * The probe's own event-loop stalls (a 10 ms timer firing late): on a 2-core machine a stall
+ * seen by the writer may be the client's process starved, not the quorum.
+ */
+class LoopLag {
+  readonly late: Array<{ t: number; lateMs: number }> = [];
+  private last = Date.now();
+  private readonly timer = setInterval(() => {
+    const now = Date.now();
+    if (now - this.last > 60) this.late.push({ t: this.last, lateMs: now - this.last - 10 });
+    this.last = now;
+  }, 10);
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
 
@@ -150,6 +186,7 @@ class Bench {
   readonly running = new Set<number>();
   writer!: Writer;
   roles!: RoleWatcher;
+  readonly lag = new LoopLag();
   epoch = 1;
   size: number;
 
@@ -158,7 +195,7 @@ class Bench {
   }
 
   static async create(size: number, capacity: number): Promise<Bench> {
-    const cluster = await ProcessCluster.create({ capacity, flags: [...timing] });
+    const cluster = await ProcessCluster.create({ capacity, flags: [...timing, '--log-level', values['log-level'] as string] });
     const b = new Bench(cluster, size);
     const O: Config = { epoch: 1, members: members(size) };
     for (const id of members(size)) b.start(id, O);
@@ -192,6 +229,7 @@ class Bench {
   }
 
   async destroy(): Promise<void> {
+    this.lag.stop();
     await this.roles?.stop();
     await this.writer?.stop();
     await this.cluster.destroy();
@@ -284,6 +322,12 @@ async function runChange(b: Bench, to: number, run: number): Promise<{ change: s
     }
     lines.sort((x, y) => (x as { time: number }).time - (y as { time: number }).time);
     print({ kind: 'logs', change, run, window: { from: window.from - t0, to: window.to - t0 }, lines });
+    const port = (target: string): number => members(Math.max(from, to)).find((id) => cluster.endpoint(id) === target) ?? -1;
+    const attempts = writer.attempts
+      .filter((a) => a.end >= gap.start && a.start <= gap.end)
+      .map((a) => ({ node: port(a.target), start: a.start - t0, end: a.end - t0, ...(a.error === undefined ? {} : { error: a.error }) }));
+    print({ kind: 'attempts', change, run, attempts });
+    print({ kind: 'probeLoopLag', change, run, late: b.lag.late.filter((l) => l.t + l.lateMs >= gap.start && l.t <= gap.end).map((l) => ({ ...l, t: l.t - t0 })) });
   }
   const result = {
     kind: 'result', change, run, timing: values.timing,
