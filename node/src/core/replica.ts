@@ -256,6 +256,12 @@ export class Replica implements ReplicaApi {
     // The expansion operation restarts the service: a leader gives up its role, and everyone
     // rejoins as a follower that follows a live leader if there is one.
     this.becomeFollower(this.role === 'leader' ? undefined : this.leader);
+    // ... and then initiates leader election. A node that knows no live leader (above all the
+    // leader that just stepped down, which nothing replaces until someone campaigns) starts its
+    // pre-vote now instead of waiting out an election timeout: that timeout was the whole write
+    // stall of a shrink to one node, whose leader is the only survivor and must convert itself.
+    // The pre-vote goes out after the new configuration is persisted (it is not sendable before).
+    if (!this.hasLiveLeader()) this.startPrevote();
     return { ok: true };
   }
 
@@ -474,11 +480,13 @@ export class Replica implements ReplicaApi {
   private onPrevote(m: Extract<Message, { type: 'prevote' }>): void {
     if (this.fencedOff(m)) return;
     // Grant only if we have no live leader and the candidate knows at least as much as we do:
-    // a node that is behind must not disrupt a working quorum.
+    // a node that is behind must not disrupt a working quorum. The leader we follow asking for
+    // a vote is no live leader any more (a leader never campaigns): it stepped down, typically to
+    // convert itself, and stickiness must not make us wait out a timeout before re-electing it.
     const granted =
       m.commit >= this.commit &&
       this.role !== 'leader' &&
-      this.ticksSinceLeader >= this.opts.electionTimeoutTicks;
+      (this.ticksSinceLeader >= this.opts.electionTimeoutTicks || (this.role === 'follower' && m.from === this.leader));
     this.send(m.from, { type: 'prevoteReply', round: m.round, granted });
   }
 
@@ -999,6 +1007,11 @@ export class Replica implements ReplicaApi {
 
   private leaderHint(): { leader?: NodeId } {
     return this.leader === undefined ? {} : { leader: this.leader };
+  }
+
+  /** Whether we follow a leader we heard from within an election timeout. */
+  private hasLiveLeader(): boolean {
+    return this.leader !== undefined && this.leader !== this.id && this.ticksSinceLeader <= this.opts.electionTimeoutTicks;
   }
 
   private isCaughtUp(): boolean {

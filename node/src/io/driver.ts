@@ -98,6 +98,7 @@ export class Driver {
   private stopped = false;
   private accepting = true;
   private wasLeader = false;
+  private wasCandidate = false;
   private lastStatus: ReplicaStatus;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -505,6 +506,10 @@ export class Driver {
     }
     if (!this.wasLeader && isLeader) this.log.info({ ballot: status.ballot }, 'became leader');
     this.wasLeader = isLeader;
+    // Elections are rare and are what write stalls are made of: say when one starts here.
+    const isCandidate = status.role === 'candidate';
+    if (isCandidate && !this.wasCandidate) this.log.info({ epoch: status.config.epoch, ballot: status.ballot }, 'campaigning');
+    this.wasCandidate = isCandidate;
     if (this.inflight === undefined) this.maybeSnapshot();
     const m = this.deps.metrics;
     if (m) {
