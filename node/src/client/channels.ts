@@ -26,6 +26,23 @@ export class ChannelPool {
     return client;
   }
 
+  /**
+   * Drops the channel to `address` if it is not connected (connecting, or failing): the next
+   * call then dials afresh, with a new name resolution and no inherited reconnect backoff. A pod
+   * that came back with a new IP is reached at once instead of after the old channel gives up.
+   * A connected channel is kept: other calls may be in flight on it.
+   */
+  dropIfDisconnected(kind: Kind, address: string): boolean {
+    const key = `${kind}|${address}`;
+    const client = this.clients.get(key);
+    if (!client) return false;
+    const state = client.getChannel().getConnectivityState(false);
+    if (state !== grpc.connectivityState.CONNECTING && state !== grpc.connectivityState.TRANSIENT_FAILURE) return false;
+    client.close();
+    this.clients.delete(key);
+    return true;
+  }
+
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();

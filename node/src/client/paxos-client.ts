@@ -241,6 +241,7 @@ export class PaxosClient {
             this.rotate(target);
           }
         } else if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
+          this.dropIfDisconnected(target);
           this.rotate(target);
         }
         attempt++;
@@ -323,6 +324,13 @@ export class PaxosClient {
       return conn.call(op, request, timeoutMs) as Promise<Res>;
     }
     return unaryCall<Res>(this.pool.get('KvClient', target), METHODS[op], request, timeoutMs);
+  }
+
+  /** Forgets an unconnected channel to `target` (see `ChannelPool.dropIfDisconnected`). */
+  private dropIfDisconnected(target: string): void {
+    if (!this.pool.dropIfDisconnected('KvClient', target)) return;
+    this.pipelines.get(target)?.close();
+    this.pipelines.delete(target);
   }
 
   /** Moves on to the next endpoint after `failed` (unless someone already moved on). */

@@ -72,6 +72,12 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.max_pings_without_data': 0,
+  // Pods come back under the same DNS name with a new IP within seconds: re-resolve after a
+  // connection failure within a second (grpc-js waits 30 s by default), and do not let the
+  // reconnect backoff grow past a few seconds (default: 2 minutes) while a peer was away.
+  'grpc.dns_min_time_between_resolutions_ms': 1_000,
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 3_000,
 };
 
 /** Server-side counterpart: accept the client keepalives above. */
