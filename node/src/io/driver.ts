@@ -19,6 +19,7 @@ import { sendableBeforePersist, type Command, type Config, type Entry, type KvOp
 import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
+import { trace, tracing } from './trace.js';
 
 /** Where outgoing messages go (the gRPC transport, or a fake in tests). */
 export interface MessageSink {
@@ -341,6 +342,7 @@ export class Driver {
       return;
     }
     this.deps.metrics?.proposalsBatched.observe(batch.length);
+    if (tracing) trace('propose', result.firstSlot);
     batch.forEach((p, i) => {
       p.slot = result.firstSlot + i;
       this.pendingBySlot.set(p.slot, p);
@@ -360,6 +362,7 @@ export class Driver {
       const replica = this.deps.replica;
       while (this.inflight === undefined && replica.hasReady()) {
         const rd = replica.ready();
+        if (tracing) trace('ready', `e${rd.entries.at(-1)?.slot ?? '-'}:c${rd.committed.at(-1)?.slot ?? '-'}:h${rd.hardState ? 1 : 0}:m${rd.messages.length}`);
         // The leader's accepts and heartbeats go out now, so that followers write in parallel
         // with our own write; everything else waits until the Ready is durable.
         let late = rd.messages;
@@ -392,6 +395,7 @@ export class Driver {
   /** The in-flight Ready is durable: send the rest of its messages, apply it, drain the next. */
   private persisted(rd: Ready, late: readonly Message[], started: number, syncsBefore: number): void {
     if (this.stopped || this.broken) return;
+    if (tracing) trace('persisted', rd.entries.at(-1)?.slot ?? '-');
     const m = this.deps.metrics;
     if (m) {
       m.walSyncSeconds.observe((performance.now() - started) / 1000);
@@ -469,6 +473,7 @@ export class Driver {
       }
     }
     if (command.kind === 'kv') {
+      if (tracing) trace('apply', entry.slot);
       const pending = this.pendingByKey.get(sessionKey(command.client, command.seq));
       if (pending && result) this.settleWrite(pending, (w) => w.resolve(result));
     }

@@ -20,6 +20,10 @@ import type { Message, NodeId } from '../core/types.js';
 import { WireFormatError, decodeMessage, encodeMessage, type WireMessage } from './codec.js';
 import type { NodeMetrics } from './metrics.js';
 import { CHANNEL_OPTIONS, GRPC_MESSAGE_BYTES_MAX, loadProtos } from './proto.js';
+import { trace, tracing } from './trace.js';
+
+const traceKey = (m: Message): string =>
+  `${m.type}:${m.from}>${m.to}:${m.type === 'accept' ? (m.entries.at(-1)?.slot ?? '-') : m.type === 'accepted' ? m.toSlot : '-'}`;
 
 /** Tunables of the transport. */
 export interface TransportLimits {
@@ -168,6 +172,7 @@ export class PeerTransport {
         this.log.error({ peer: m.to, type: m.type, estimatedBytes: estimateBytes(m) }, 'dropping a message larger than the gRPC message bound');
         continue;
       }
+      if (tracing) trace('tx.queue', traceKey(m));
       link.queue.push(m);
       if (link.queue.length > this.limits.queueMessagesMax) {
         const dropped = link.queue.splice(0, link.queue.length - this.limits.queueMessagesMax);
@@ -282,6 +287,7 @@ export class PeerTransport {
         const size = estimateBytes(m);
         if (taken > 0 && (taken >= this.limits.batchMessagesMax || bytes + size > this.limits.batchBytesMax)) break;
         items.push({ message: encodeMessage(m) });
+        if (tracing) trace('tx.write', traceKey(m));
         bytes += size;
         taken++;
       }
@@ -308,7 +314,9 @@ export class PeerTransport {
 
   /** Writes one batch; false when the stream asks us to wait for 'drain'. */
   private write(link: PeerLink, stream: AnyStream, batch: WireBatch): boolean {
-    if (stream.write(batch)) return true;
+    const flushed = stream.write(batch);
+    if (tracing) trace('tx.flushed', `${this.options.id}>${link.peer}:${batch.items.length}`);
+    if (flushed) return true;
     link.blocked = true;
     stream.once('drain', () => {
       link.blocked = false;
@@ -424,6 +432,7 @@ export class PeerTransport {
       return;
     }
     this.options.metrics?.peerMessagesReceived.inc();
+    if (tracing) trace('rx', traceKey(message));
     this.options.onMessage(message);
   }
 

@@ -18,6 +18,7 @@
 import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from './crc32.js';
+import { trace, tracing } from './trace.js';
 
 /** The file-system calls the log uses, injectable so that tests can count syncs or crash. */
 export type WalFs = Pick<
@@ -347,11 +348,14 @@ export class Wal {
         // A write that is not followed by a sync (a Ready that only moves the commit hint) is a
         // copy into the page cache: cheaper inline than a round trip through the thread pool,
         // which on a busy machine costs more than the copy and sits on the commit path.
+        if (tracing) trace('wal.write.start', `${slotHigh}:${sync ? 's' : 'n'}`);
         if (sync) await writeFullyAsync(this.fs, fd, data, at);
         else writeFully(this.fs, fd, data, at);
+        if (tracing) trace('wal.write.done', slotHigh);
       }
       if (sync && this.dirty) {
         await new Promise<void>((resolve, reject) => this.fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+        if (tracing) trace('wal.sync.done', slotHigh);
         this.syncCount++;
         this.dirty = false;
       }
