@@ -230,9 +230,30 @@ describe('Driver', () => {
   });
 
   it('keeps one Ready in flight: what arrives during the write goes into the next Ready', async () => {
+    // Hold the first fdatasync until released, so that the write is certainly still in flight.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await driver.stop();
+    const gated = {
+      ...fs,
+      fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void gate.then(() => fs.fdatasync(fd, cb))) as typeof fs.fdatasync,
+    };
+    ({ storage } = Storage.open(dir, { fs: gated }));
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => sent.push(...m) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
     replica.queued = { entries: [kv(1, 'c', 1, 'a')], mustSync: true };
     driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
-    await turn(); // the drain ran; the write is on the thread pool
+    await turn(); // the drain ran; the fdatasync is held
     expect(replica.readyCalls).toBe(1);
     // More work while the first write is in flight: the driver must not take another Ready.
     replica.queued = { entries: [kv(2, 'c', 2, 'b')], mustSync: true };
@@ -240,6 +261,7 @@ describe('Driver', () => {
     driver.tick();
     await turn();
     expect(replica.readyCalls).toBe(1);
+    release();
     await settled(() => replica.log.length === 2);
     expect(replica.readyCalls).toBe(2);
     const { state, storage: reopened } = Storage.open(dir);
