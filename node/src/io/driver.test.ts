@@ -229,6 +229,38 @@ describe('Driver', () => {
     expect(syncsAtSend.get('timeoutNow')).toBe(1);
   });
 
+  it('puts the accepts on the wire before its own write and the rest at the end of the drain, without waiting for the next turn', async () => {
+    const accept: Message = { from: 0, to: 1, epoch: 1, type: 'accept', ballot, entries: [kv(1, 'c', 1, 'x')], commit: 0 };
+    const late: Message = { from: 0, to: 1, epoch: 1, type: 'timeoutNow' };
+    const events: string[] = [];
+    await driver.stop();
+    ({ storage } = Storage.open(dir));
+    const persist = storage.persist.bind(storage);
+    storage.persist = (batch) => {
+      events.push('persist');
+      return persist(batch);
+    };
+    let turns = 0;
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => events.push(...m.map((x) => `send ${x.type}`)), flush: () => events.push(`flush (turn ${turns})`) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    replica.queued = { entries: [kv(1, 'c', 1, 'x')], mustSync: true, messages: [late, accept] };
+    driver.receive(late);
+    await turn();
+    turns++;
+    await settled(() => replica.log.includes('advance'));
+    expect(events).toEqual(['send accept', 'flush (turn 0)', 'persist', 'send timeoutNow', 'flush (turn 1)']);
+  });
+
   it('keeps one Ready in flight: what arrives during the write goes into the next Ready', async () => {
     // Hold the first fdatasync until released, so that the write is certainly still in flight.
     let release!: () => void;

@@ -24,6 +24,12 @@ import { trace, tracing } from './trace.js';
 /** Where outgoing messages go (the gRPC transport, or a fake in tests). */
 export interface MessageSink {
   send(messages: readonly Message[]): void;
+  /**
+   * Puts what was sent so far on the wire now rather than at the end of the event-loop turn.
+   * The driver calls it once the messages of a drain are all sent, and right after the
+   * leader's accepts (before its own write), so no message waits for another loop iteration.
+   */
+  flush?(): void;
 }
 
 /** Limits and tunables of the driver. */
@@ -88,6 +94,8 @@ export class Driver {
   private nextReadId = 1;
   private scheduled = false;
   private draining = false;
+  /** Messages were handed to the sink since its last flush. */
+  private unflushed = false;
   /** The Ready being persisted; no other is taken from the core until it completes. */
   private inflight: Ready | undefined;
   /** Set once storage failed: nothing more is persisted, sent or applied. */
@@ -367,7 +375,10 @@ export class Driver {
         // with our own write; everything else waits until the Ready is durable.
         let late = rd.messages;
         if (rd.messages.some(sendableBeforePersist)) {
-          this.deps.sink.send(rd.messages.filter(sendableBeforePersist));
+          this.send(rd.messages.filter(sendableBeforePersist));
+          // On the wire before we encode and write our own copy, so that the followers' writes
+          // start as early as possible.
+          this.flush();
           late = rd.messages.filter((m) => !sendableBeforePersist(m));
         }
         if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) {
@@ -384,6 +395,7 @@ export class Driver {
         // Proposals that arrived while applying (callbacks run synchronously) go in the next round.
         this.proposeQueued();
       }
+      this.flush();
       this.afterDrain();
     } catch (err) {
       this.fatal(err);
@@ -416,9 +428,21 @@ export class Driver {
 
   /** The rest of a Ready once it is durable: messages, apply, reads, advance. */
   private finish(rd: Ready, late: readonly Message[]): void {
-    if (late.length > 0) this.deps.sink.send(late);
+    if (late.length > 0) this.send(late);
     this.apply(rd);
     this.deps.replica.advance(rd);
+  }
+
+  private send(messages: readonly Message[]): void {
+    this.deps.sink.send(messages);
+    this.unflushed = true;
+  }
+
+  /** Puts the messages sent so far on the wire (see `MessageSink.flush`). */
+  private flush(): void {
+    if (!this.unflushed) return;
+    this.unflushed = false;
+    this.deps.sink.flush?.();
   }
 
   /** Storage (or the core) failed: stop doing anything and let the process exit. */

@@ -111,7 +111,7 @@ export class NodeServer {
       replica,
       storage,
       state,
-      sink: { send: (messages) => late.transport?.send(messages) },
+      sink: { send: (messages) => late.transport?.send(messages), flush: () => late.transport?.flush() },
       logger: log.child({ component: 'driver' }),
       metrics,
       limits: { maxPendingRequests: config.maxPendingRequests, requestTimeoutMs: config.requestTimeoutMs, snapshotThreshold: config.snapshotThreshold },

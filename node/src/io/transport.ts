@@ -7,9 +7,10 @@
  *   as a dialed one. (A learner outside the leader's configuration dials the leader to ask
  *   for catch-up, and the leader answers on that same stream.)
  * - Outgoing messages wait in a bounded per-peer queue; on overflow the oldest are dropped,
- *   which Paxos tolerates (everything is retried by ticks). The queue is flushed once per
- *   event-loop turn as batches bounded in count and bytes, and not at all while the stream
- *   is applying backpressure (`write()` returned false, until 'drain').
+ *   which Paxos tolerates (everything is retried by ticks). The queue is flushed when the
+ *   driver has sent what one drain produced (`flush`), else at the end of the event-loop
+ *   turn, as batches bounded in count and bytes, and not at all while the stream is applying
+ *   backpressure (`write()` returned false, until 'drain').
  * - A catch-up reply that carries a snapshot is split into `SnapshotChunk`s, sent one per
  *   turn between ordinary batches and never dropped for queue space; the receiver
  *   reassembles it and hands the whole reply to the core.
@@ -153,7 +154,7 @@ export class PeerTransport {
     this.random = options.random ?? Math.random;
   }
 
-  /** Queues messages for their peers; they go out at the end of this event-loop turn. */
+  /** Queues messages for their peers; they go out on `flush` or at the end of this event-loop turn. */
   send(messages: readonly Message[]): void {
     if (this.closed) return;
     for (const m of messages) {
@@ -264,7 +265,13 @@ export class PeerTransport {
     return this.options.id < link.peer ? (link.dialed ?? link.accepted) : (link.accepted ?? link.dialed);
   }
 
-  private flush(): void {
+  /**
+   * Writes what is queued to the peers' streams now (dialing where there is none), instead of
+   * waiting for the end of the turn: the driver calls it once a drain's messages are all sent,
+   * so that an accept or an acknowledgement does not wait for another loop iteration.
+   */
+  flush(): void {
+    if (this.closed) return;
     for (const link of this.links.values()) {
       if (link.queue.length === 0 && !link.snapshot) continue;
       const stream = this.stream(link);
