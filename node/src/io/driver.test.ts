@@ -133,6 +133,18 @@ describe('Driver', () => {
     expect(storage.syncCount).toBe(2); // one at initialize, one for the whole Ready
   });
 
+  it('an idle driver proposes and sends as soon as the current callback returns, not at the end of the turn', async () => {
+    const p = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' });
+    const accept: Message = { from: 0, to: 1, epoch: 1, type: 'accept', ballot, entries: [kv(1, 'c1', 1, 'a')], commit: 0 };
+    replica.queued = { entries: [kv(1, 'c1', 1, 'a')], mustSync: true, messages: [accept] };
+    await Promise.resolve(); // microtasks only: no timer, no setImmediate, no I/O
+    expect(replica.proposals).toHaveLength(1);
+    expect(sent).toEqual([accept]);
+    replica.queued = { committed: [kv(1, 'c1', 1, 'a')] };
+    driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+    expect(await p).toEqual({ ok: true, value: null });
+  });
+
   it('fails a proposal whose slot chose another command, retryably', async () => {
     const p = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'mine' });
     await turn();

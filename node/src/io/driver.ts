@@ -10,8 +10,9 @@
  * loop keeps delivering peer messages, ticks and proposals to the core, which accumulates
  * their effects; when the write completes the driver finishes that Ready and drains the next
  * one, which then holds everything that arrived during the fsync — so the batch per fsync
- * grows with the load instead of being whatever fitted in one event-loop turn. Proposals of
- * one turn are still handed to the core together, as one `propose([...])`.
+ * grows with the load instead of being whatever fitted in one event-loop turn. Proposals that
+ * arrive together are handed to the core as one `propose([...])`: those of one callback on an
+ * idle node (drained right after it, see `schedule`), those of one turn on a busy one.
  */
 import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
@@ -330,13 +331,23 @@ export class Driver {
     }
   }
 
+  /**
+   * Drains once the current callback is done. With no Ready in flight (an idle node: the
+   * single-client case) that is right after it, as a microtask: the drain then runs in the
+   * same phase of the event loop as the socket read that caused it, so the HTTP/2 frames it
+   * writes (which Node sends from the check phase) leave in this loop iteration, not the next.
+   * With a Ready in flight nothing can be taken from the core anyway: the drain waits for the
+   * end of the turn (setImmediate), so that everything read in this turn is proposed together.
+   */
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const run = (): void => {
       this.scheduled = false;
       this.drain();
-    });
+    };
+    if (this.inflight === undefined) queueMicrotask(run);
+    else setImmediate(run);
   }
 
   private proposeQueued(): void {
