@@ -4,6 +4,7 @@
  * same session and seq, so nothing is applied twice).
  */
 import * as grpc from '@grpc/grpc-js';
+import { trace, tracing } from '../io/trace.js';
 import { PaxosClientError } from './errors.js';
 
 /** The operations of the KV API. */
@@ -51,6 +52,7 @@ export class PipelineConnection {
         reject(new PaxosClientError(grpc.status.DEADLINE_EXCEEDED, `no response within ${timeoutMs} ms`));
       }, timeoutMs);
       this.inflight.set(id, { resolve, reject, timer });
+      if (tracing) trace('client.write', id);
       this.stream.write({ request_id: id, [op]: request });
     });
   }
@@ -62,6 +64,7 @@ export class PipelineConnection {
 
   private onResponse(res: Record<string, unknown>): void {
     const id = res.request_id as number;
+    if (tracing) trace('client.recv', id);
     const f = this.inflight.get(id);
     if (!f) return; // timed out already
     this.inflight.delete(id);

@@ -133,6 +133,18 @@ describe('Driver', () => {
     expect(storage.syncCount).toBe(2); // one at initialize, one for the whole Ready
   });
 
+  it('an idle driver proposes and sends as soon as the current callback returns, not at the end of the turn', async () => {
+    const p = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' });
+    const accept: Message = { from: 0, to: 1, epoch: 1, type: 'accept', ballot, entries: [kv(1, 'c1', 1, 'a')], commit: 0 };
+    replica.queued = { entries: [kv(1, 'c1', 1, 'a')], mustSync: true, messages: [accept] };
+    await Promise.resolve(); // microtasks only: no timer, no setImmediate, no I/O
+    expect(replica.proposals).toHaveLength(1);
+    expect(sent).toEqual([accept]);
+    replica.queued = { committed: [kv(1, 'c1', 1, 'a')] };
+    driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+    expect(await p).toEqual({ ok: true, value: null });
+  });
+
   it('fails a proposal whose slot chose another command, retryably', async () => {
     const p = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'mine' });
     await turn();
@@ -229,10 +241,63 @@ describe('Driver', () => {
     expect(syncsAtSend.get('timeoutNow')).toBe(1);
   });
 
+  it('puts the accepts on the wire before its own write and the rest at the end of the drain, without waiting for the next turn', async () => {
+    const accept: Message = { from: 0, to: 1, epoch: 1, type: 'accept', ballot, entries: [kv(1, 'c', 1, 'x')], commit: 0 };
+    const late: Message = { from: 0, to: 1, epoch: 1, type: 'timeoutNow' };
+    const events: string[] = [];
+    await driver.stop();
+    ({ storage } = Storage.open(dir));
+    const persist = storage.persist.bind(storage);
+    storage.persist = (batch) => {
+      events.push('persist');
+      return persist(batch);
+    };
+    let turns = 0;
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => events.push(...m.map((x) => `send ${x.type}`)), flush: () => events.push(`flush (turn ${turns})`) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    replica.queued = { entries: [kv(1, 'c', 1, 'x')], mustSync: true, messages: [late, accept] };
+    driver.receive(late);
+    await turn();
+    turns++;
+    await settled(() => replica.log.includes('advance'));
+    expect(events).toEqual(['send accept', 'flush (turn 0)', 'persist', 'send timeoutNow', 'flush (turn 1)']);
+  });
+
   it('keeps one Ready in flight: what arrives during the write goes into the next Ready', async () => {
+    // Hold the first fdatasync until released, so that the write is certainly still in flight.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await driver.stop();
+    const gated = {
+      ...fs,
+      fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void gate.then(() => fs.fdatasync(fd, cb))) as typeof fs.fdatasync,
+    };
+    ({ storage } = Storage.open(dir, { fs: gated }));
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => sent.push(...m) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
     replica.queued = { entries: [kv(1, 'c', 1, 'a')], mustSync: true };
     driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
-    await turn(); // the drain ran; the write is on the thread pool
+    await turn(); // the drain ran; the fdatasync is held
     expect(replica.readyCalls).toBe(1);
     // More work while the first write is in flight: the driver must not take another Ready.
     replica.queued = { entries: [kv(2, 'c', 2, 'b')], mustSync: true };
@@ -240,6 +305,7 @@ describe('Driver', () => {
     driver.tick();
     await turn();
     expect(replica.readyCalls).toBe(1);
+    release();
     await settled(() => replica.log.length === 2);
     expect(replica.readyCalls).toBe(2);
     const { state, storage: reopened } = Storage.open(dir);

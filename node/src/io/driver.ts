@@ -10,8 +10,9 @@
  * loop keeps delivering peer messages, ticks and proposals to the core, which accumulates
  * their effects; when the write completes the driver finishes that Ready and drains the next
  * one, which then holds everything that arrived during the fsync — so the batch per fsync
- * grows with the load instead of being whatever fitted in one event-loop turn. Proposals of
- * one turn are still handed to the core together, as one `propose([...])`.
+ * grows with the load instead of being whatever fitted in one event-loop turn. Proposals that
+ * arrive together are handed to the core as one `propose([...])`: those of one callback on an
+ * idle node (drained right after it, see `schedule`), those of one turn on a busy one.
  */
 import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
@@ -19,10 +20,17 @@ import { sendableBeforePersist, type Command, type Config, type Entry, type KvOp
 import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
+import { trace, tracing } from './trace.js';
 
 /** Where outgoing messages go (the gRPC transport, or a fake in tests). */
 export interface MessageSink {
   send(messages: readonly Message[]): void;
+  /**
+   * Puts what was sent so far on the wire now rather than at the end of the event-loop turn.
+   * The driver calls it once the messages of a drain are all sent, and right after the
+   * leader's accepts (before its own write), so no message waits for another loop iteration.
+   */
+  flush?(): void;
 }
 
 /** Limits and tunables of the driver. */
@@ -87,6 +95,8 @@ export class Driver {
   private nextReadId = 1;
   private scheduled = false;
   private draining = false;
+  /** Messages were handed to the sink since its last flush. */
+  private unflushed = false;
   /** The Ready being persisted; no other is taken from the core until it completes. */
   private inflight: Ready | undefined;
   /** Set once storage failed: nothing more is persisted, sent or applied. */
@@ -322,13 +332,23 @@ export class Driver {
     }
   }
 
+  /**
+   * Drains once the current callback is done. With no Ready in flight (an idle node: the
+   * single-client case) that is right after it, as a microtask: the drain then runs in the
+   * same phase of the event loop as the socket read that caused it, so the HTTP/2 frames it
+   * writes (which Node sends from the check phase) leave in this loop iteration, not the next.
+   * With a Ready in flight nothing can be taken from the core anyway: the drain waits for the
+   * end of the turn (setImmediate), so that everything read in this turn is proposed together.
+   */
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const run = (): void => {
       this.scheduled = false;
       this.drain();
-    });
+    };
+    if (this.inflight === undefined) queueMicrotask(run);
+    else setImmediate(run);
   }
 
   private proposeQueued(): void {
@@ -342,6 +362,7 @@ export class Driver {
       return;
     }
     this.deps.metrics?.proposalsBatched.observe(batch.length);
+    if (tracing) trace('propose', result.firstSlot);
     batch.forEach((p, i) => {
       p.slot = result.firstSlot + i;
       this.pendingBySlot.set(p.slot, p);
@@ -361,11 +382,15 @@ export class Driver {
       const replica = this.deps.replica;
       while (this.inflight === undefined && replica.hasReady()) {
         const rd = replica.ready();
+        if (tracing) trace('ready', `e${rd.entries.at(-1)?.slot ?? '-'}:c${rd.committed.at(-1)?.slot ?? '-'}:h${rd.hardState ? 1 : 0}:m${rd.messages.length}`);
         // The leader's accepts and heartbeats go out now, so that followers write in parallel
         // with our own write; everything else waits until the Ready is durable.
         let late = rd.messages;
         if (rd.messages.some(sendableBeforePersist)) {
-          this.deps.sink.send(rd.messages.filter(sendableBeforePersist));
+          this.send(rd.messages.filter(sendableBeforePersist));
+          // On the wire before we encode and write our own copy, so that the followers' writes
+          // start as early as possible.
+          this.flush();
           late = rd.messages.filter((m) => !sendableBeforePersist(m));
         }
         if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) {
@@ -382,6 +407,7 @@ export class Driver {
         // Proposals that arrived while applying (callbacks run synchronously) go in the next round.
         this.proposeQueued();
       }
+      this.flush();
       this.afterDrain();
     } catch (err) {
       this.fatal(err);
@@ -393,6 +419,7 @@ export class Driver {
   /** The in-flight Ready is durable: send the rest of its messages, apply it, drain the next. */
   private persisted(rd: Ready, late: readonly Message[], started: number, syncsBefore: number): void {
     if (this.stopped || this.broken) return;
+    if (tracing) trace('persisted', rd.entries.at(-1)?.slot ?? '-');
     const m = this.deps.metrics;
     if (m) {
       m.walSyncSeconds.observe((performance.now() - started) / 1000);
@@ -413,9 +440,21 @@ export class Driver {
 
   /** The rest of a Ready once it is durable: messages, apply, reads, advance. */
   private finish(rd: Ready, late: readonly Message[]): void {
-    if (late.length > 0) this.deps.sink.send(late);
+    if (late.length > 0) this.send(late);
     this.apply(rd);
     this.deps.replica.advance(rd);
+  }
+
+  private send(messages: readonly Message[]): void {
+    this.deps.sink.send(messages);
+    this.unflushed = true;
+  }
+
+  /** Puts the messages sent so far on the wire (see `MessageSink.flush`). */
+  private flush(): void {
+    if (!this.unflushed) return;
+    this.unflushed = false;
+    this.deps.sink.flush?.();
   }
 
   /** Storage (or the core) failed: stop doing anything and let the process exit. */
@@ -470,6 +509,7 @@ export class Driver {
       }
     }
     if (command.kind === 'kv') {
+      if (tracing) trace('apply', entry.slot);
       const pending = this.pendingByKey.get(sessionKey(command.client, command.seq));
       if (pending && result) this.settleWrite(pending, (w) => w.resolve(result));
     }

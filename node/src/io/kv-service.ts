@@ -9,6 +9,7 @@ import type { KvOp } from '../core/types.js';
 import type { Driver } from './driver.js';
 import { InvalidRequestError, META_ERROR, NotLeaderError, StaleSequenceError, grpcCode, toGrpcError } from './errors.js';
 import type { NodeMetrics } from './metrics.js';
+import { trace, tracing } from './trace.js';
 
 /** Request bounds, well below the gRPC message bound. */
 export const KV_LIMITS = {
@@ -128,6 +129,7 @@ export function kvHandlers(driver: Driver, logger: Logger, metrics?: NodeMetrics
     call.on('data', (req: Wire & { request_id: number; request?: Op } & Record<string, unknown>) => {
       const id = req.request_id;
       const op = req.request;
+      if (tracing) trace('rpc.recv', id);
       if (!op) {
         call.write({ request_id: id, error: { code: grpc.status.INVALID_ARGUMENT, message: 'empty request', not_leader: false, leader_id: -1, leader_addr: '' } });
         return;
@@ -143,6 +145,7 @@ export function kvHandlers(driver: Driver, logger: Logger, metrics?: NodeMetrics
       execute(driver, op, req[op] as Wire).then(
         (response) => {
           count(op);
+          if (tracing) trace('rpc.reply', id);
           call.write({ request_id: id, [op]: response });
         },
         (err: unknown) => {

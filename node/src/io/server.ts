@@ -17,6 +17,7 @@ import { kvHandlers } from './kv-service.js';
 import { NodeMetrics } from './metrics.js';
 import { SERVER_OPTIONS, loadProtos } from './proto.js';
 import { Storage } from './storage.js';
+import { trace } from './trace.js';
 import { PeerTransport } from './transport.js';
 
 /** The data directory is fresh and no bootstrap configuration was given. */
@@ -110,7 +111,7 @@ export class NodeServer {
       replica,
       storage,
       state,
-      sink: { send: (messages) => late.transport?.send(messages) },
+      sink: { send: (messages) => late.transport?.send(messages), flush: () => late.transport?.flush() },
       logger: log.child({ component: 'driver' }),
       metrics,
       limits: { maxPendingRequests: config.maxPendingRequests, requestTimeoutMs: config.requestTimeoutMs, snapshotThreshold: config.snapshotThreshold },
@@ -166,6 +167,7 @@ export class NodeServer {
       driver.tick();
       health.set(driver.ready);
     }, config.tickMs);
+    trace('node', config.id);
     log.info({ id: config.id, peerPort: boundPeer, clientPort: boundClient, metricsPort, config: state.hard.config }, 'node started');
     return node;
   }

@@ -25,9 +25,11 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function counting(): { fs: WalFs; syncs: () => number; writes: () => number } {
+function counting(): { fs: WalFs; syncs: () => number; writes: () => number; poolCalls: () => number } {
   let syncs = 0;
   let writes = 0;
+  /** Asynchronous (thread-pool) calls: each one is a round trip on the commit path. */
+  let poolCalls = 0;
   const wrapped: WalFs = {
     ...fs,
     fdatasyncSync: (fd) => {
@@ -36,6 +38,7 @@ function counting(): { fs: WalFs; syncs: () => number; writes: () => number } {
     },
     fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
       syncs++;
+      poolCalls++;
       fs.fdatasync(fd, cb);
     }) as typeof fs.fdatasync,
     writeSync: ((...args: Parameters<typeof fs.writeSync>) => {
@@ -44,10 +47,11 @@ function counting(): { fs: WalFs; syncs: () => number; writes: () => number } {
     }) as typeof fs.writeSync,
     write: ((...args: unknown[]) => {
       writes++;
+      poolCalls++;
       return (fs.write as (...a: unknown[]) => void)(...args);
     }) as typeof fs.write,
   };
-  return { fs: wrapped, syncs: () => syncs, writes: () => writes };
+  return { fs: wrapped, syncs: () => syncs, writes: () => writes, poolCalls: () => poolCalls };
 }
 
 function fresh(options = {}): Storage {
@@ -99,6 +103,18 @@ describe('Storage', () => {
     await storage.persist({ entries: [], mustSync: true }); // nothing dirty: no sync
     expect(c.syncs() - syncs0).toBe(2);
     await storage.close();
+  });
+
+  it('a synced append is one thread-pool round trip (the fdatasync); the write is inline', async () => {
+    const c = counting();
+    const storage = fresh({ fs: c.fs });
+    const pool0 = c.poolCalls();
+    await storage.persist({ hardState: hard(1), entries: entries(1, 3), mustSync: true });
+    expect(c.poolCalls() - pool0).toBe(1);
+    await storage.persist({ hardState: hard(2), entries: [], mustSync: false });
+    expect(c.poolCalls() - pool0).toBe(1);
+    await storage.close();
+    expect(Storage.open(dir).state?.hard).toEqual(hard(2));
   });
 
   it('truncates a torn tail with a warning and keeps appending after it', async () => {

@@ -66,6 +66,18 @@ describe('PeerTransport', () => {
   let nodes: Node[] = [];
   afterEach(() => stop(nodes));
 
+  it('flush() writes the queue to an open stream at once, not at the end of the turn', async () => {
+    nodes = await startNodes(2);
+    const [a] = nodes as [Node, Node];
+    a.transport.send([hb(0, 1, 1)]);
+    await until(() => (nodes[1] as Node).inbox.length === 1);
+    a.transport.send([hb(0, 1, 2)]);
+    expect(a.transport.queued(1)).toBe(1);
+    a.transport.flush();
+    expect(a.transport.queued(1)).toBe(0);
+    await until(() => (nodes[1] as Node).inbox.length === 2);
+  });
+
   it('delivers messages both ways, in order, over one stream per pair', async () => {
     nodes = await startNodes(2);
     const [a, b] = nodes as [Node, Node];

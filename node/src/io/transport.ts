@@ -7,9 +7,10 @@
  *   as a dialed one. (A learner outside the leader's configuration dials the leader to ask
  *   for catch-up, and the leader answers on that same stream.)
  * - Outgoing messages wait in a bounded per-peer queue; on overflow the oldest are dropped,
- *   which Paxos tolerates (everything is retried by ticks). The queue is flushed once per
- *   event-loop turn as batches bounded in count and bytes, and not at all while the stream
- *   is applying backpressure (`write()` returned false, until 'drain').
+ *   which Paxos tolerates (everything is retried by ticks). The queue is flushed when the
+ *   driver has sent what one drain produced (`flush`), else at the end of the event-loop
+ *   turn, as batches bounded in count and bytes, and not at all while the stream is applying
+ *   backpressure (`write()` returned false, until 'drain').
  * - A catch-up reply that carries a snapshot is split into `SnapshotChunk`s, sent one per
  *   turn between ordinary batches and never dropped for queue space; the receiver
  *   reassembles it and hands the whole reply to the core.
@@ -20,6 +21,10 @@ import type { Message, NodeId } from '../core/types.js';
 import { WireFormatError, decodeMessage, encodeMessage, type WireMessage } from './codec.js';
 import type { NodeMetrics } from './metrics.js';
 import { CHANNEL_OPTIONS, GRPC_MESSAGE_BYTES_MAX, loadProtos } from './proto.js';
+import { trace, tracing } from './trace.js';
+
+const traceKey = (m: Message): string =>
+  `${m.type}:${m.from}>${m.to}:${m.type === 'accept' ? (m.entries.at(-1)?.slot ?? '-') : m.type === 'accepted' ? m.toSlot : '-'}`;
 
 /** Tunables of the transport. */
 export interface TransportLimits {
@@ -149,7 +154,7 @@ export class PeerTransport {
     this.random = options.random ?? Math.random;
   }
 
-  /** Queues messages for their peers; they go out at the end of this event-loop turn. */
+  /** Queues messages for their peers; they go out on `flush` or at the end of this event-loop turn. */
   send(messages: readonly Message[]): void {
     if (this.closed) return;
     for (const m of messages) {
@@ -168,6 +173,7 @@ export class PeerTransport {
         this.log.error({ peer: m.to, type: m.type, estimatedBytes: estimateBytes(m) }, 'dropping a message larger than the gRPC message bound');
         continue;
       }
+      if (tracing) trace('tx.queue', traceKey(m));
       link.queue.push(m);
       if (link.queue.length > this.limits.queueMessagesMax) {
         const dropped = link.queue.splice(0, link.queue.length - this.limits.queueMessagesMax);
@@ -259,7 +265,13 @@ export class PeerTransport {
     return this.options.id < link.peer ? (link.dialed ?? link.accepted) : (link.accepted ?? link.dialed);
   }
 
-  private flush(): void {
+  /**
+   * Writes what is queued to the peers' streams now (dialing where there is none), instead of
+   * waiting for the end of the turn: the driver calls it once a drain's messages are all sent,
+   * so that an accept or an acknowledgement does not wait for another loop iteration.
+   */
+  flush(): void {
+    if (this.closed) return;
     for (const link of this.links.values()) {
       if (link.queue.length === 0 && !link.snapshot) continue;
       const stream = this.stream(link);
@@ -282,6 +294,7 @@ export class PeerTransport {
         const size = estimateBytes(m);
         if (taken > 0 && (taken >= this.limits.batchMessagesMax || bytes + size > this.limits.batchBytesMax)) break;
         items.push({ message: encodeMessage(m) });
+        if (tracing) trace('tx.write', traceKey(m));
         bytes += size;
         taken++;
       }
@@ -308,7 +321,9 @@ export class PeerTransport {
 
   /** Writes one batch; false when the stream asks us to wait for 'drain'. */
   private write(link: PeerLink, stream: AnyStream, batch: WireBatch): boolean {
-    if (stream.write(batch)) return true;
+    const flushed = stream.write(batch);
+    if (tracing) trace('tx.flushed', `${this.options.id}>${link.peer}:${batch.items.length}`);
+    if (flushed) return true;
     link.blocked = true;
     stream.once('drain', () => {
       link.blocked = false;
@@ -424,6 +439,7 @@ export class PeerTransport {
       return;
     }
     this.options.metrics?.peerMessagesReceived.inc();
+    if (tracing) trace('rx', traceKey(message));
     this.options.onMessage(message);
   }
 

@@ -8,9 +8,12 @@
  * where the CRC covers the type byte and the payload. The log knows nothing of Paxos: records
  * are typed byte strings; `storage.ts` gives them meaning.
  *
- * Appends are asynchronous: one `fs.write` and one `fs.fdatasync` on libuv's thread pool, so
- * the event loop keeps reading sockets, sending the leader's accepts and queueing proposals
- * while the disk works. The log allows one append at a time (the driver keeps one Ready in
+ * Appends copy the frames into the page cache with one inline `write` (microseconds: with one
+ * append in flight nothing else writes this file meanwhile, so it never waits for writeback),
+ * then run `fdatasync` on libuv's thread pool, so the event loop keeps reading sockets,
+ * sending the leader's accepts and queueing proposals while the disk works. One thread-pool
+ * round trip per append, not two: on a loaded machine each one costs a thread wake-up and an
+ * event-loop wake-up, and sits on the commit path of every write. The log allows one append at a time (the driver keeps one Ready in
  * flight, see docs/adr/0006-async-group-commit.md), which keeps the write position and the
  * "durable up to here" point trivially ordered. Opening, recovery and segment rolls stay
  * synchronous: they are rare and must not interleave with an append anyway.
@@ -18,6 +21,7 @@
 import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from './crc32.js';
+import { trace, tracing } from './trace.js';
 
 /** The file-system calls the log uses, injectable so that tests can count syncs or crash. */
 export type WalFs = Pick<
@@ -324,9 +328,8 @@ export class Wal {
   }
 
   /**
-   * Appends `data` (whole frames) with one write, then one fdatasync when `sync`, both on the
-   * thread pool; resolves once they are done. Without `sync` the write is done inline (see
-   * below) and the promise is already resolved. `slotHigh` is the highest entry slot in `data`,
+   * Appends `data` (whole frames) with one inline write, then one fdatasync on the thread pool
+   * when `sync`; resolves once they are done. Without `sync` the promise is already resolved. `slotHigh` is the highest entry slot in `data`,
    * tracked so that compaction knows which segments to drop. One append at a time: the caller
    * awaits each before starting the next (or a roll). A rejection means the state of the page
    * cache is unknown; the log must not be used further.
@@ -344,14 +347,16 @@ export class Wal {
         this.dirty = true;
         const active = this.segments.at(-1) as SegmentInfo;
         if (slotHigh > active.slotHigh) active.slotHigh = slotHigh;
-        // A write that is not followed by a sync (a Ready that only moves the commit hint) is a
-        // copy into the page cache: cheaper inline than a round trip through the thread pool,
-        // which on a busy machine costs more than the copy and sits on the commit path.
-        if (sync) await writeFullyAsync(this.fs, fd, data, at);
-        else writeFully(this.fs, fd, data, at);
+        // The write is a copy into the page cache: cheaper inline than a round trip through the
+        // thread pool, which on a busy machine costs more than the copy and sits on the commit
+        // path. Only the fdatasync, which waits for the disk, goes to the thread pool.
+        if (tracing) trace('wal.write.start', `${slotHigh}:${sync ? 's' : 'n'}`);
+        writeFully(this.fs, fd, data, at);
+        if (tracing) trace('wal.write.done', slotHigh);
       }
       if (sync && this.dirty) {
         await new Promise<void>((resolve, reject) => this.fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+        if (tracing) trace('wal.sync.done', slotHigh);
         this.syncCount++;
         this.dirty = false;
       }
