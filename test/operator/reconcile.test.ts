@@ -237,9 +237,12 @@ describe('Reconciler against a real API server', () => {
 
     await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'eps'), { spec: { image: 'paxosquorum/node:0.2.0' } });
     await drive('every pod on the new revision', async (quorum) => {
-      const sts = await get<KubernetesObject & { status?: { updateRevision?: string } }>(Resources.statefulSets, 'eps');
+      const sts = await get<KubernetesObject & { status?: { updateRevision?: string; observedGeneration?: number } }>(Resources.statefulSets, 'eps');
       const pods = await listPods('eps');
-      return (await available(quorum)) && pods.length === 3 && quorum.status?.currentImage === 'paxosquorum/node:0.2.0'
+      // Until the StatefulSet controller has seen the new template, updateRevision is still the
+      // old one and every pod "matches" it: wait for it (slow on a loaded machine).
+      const seen = (sts.status?.observedGeneration ?? 0) >= (sts.metadata?.generation ?? 1) && (sts.metadata?.generation ?? 1) > 1;
+      return seen && (await available(quorum)) && pods.length === 3 && quorum.status?.currentImage === 'paxosquorum/node:0.2.0'
         && pods.every((pod) => pod.metadata?.labels?.['controller-revision-hash'] === sts.status?.updateRevision);
     });
     const steps = events.events.filter((event) => event.reason === 'PodRolled' || event.reason === 'LeadershipTransferred').map((event) => event.note);
