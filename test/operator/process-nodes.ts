@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import type { KubeClients } from '../../operator/src/k8s/client.js';
 import { Resources, resourcePath } from '../../operator/src/k8s/rest.js';
-import { parseBootstrap, podOrdinal, selectorString } from '../../operator/src/controller/resources.js';
+import { BOOTSTRAP_CONFIG_KEY, parseBootstrap, podOrdinal, selectorString } from '../../operator/src/controller/resources.js';
 import type { AddressOf } from '../../operator/src/controller/observe.js';
 import { freePort } from '../k8s/cluster/control-plane.js';
 import { REPO_ROOT } from '../k8s/cluster/tools.js';
@@ -70,7 +70,7 @@ export class ProcessKubelet {
         const configMap = await rest.get<V1ConfigMap>(resourcePath(Resources.configMaps, this.namespace, `${this.name}-bootstrap`));
         const bootstrap = parseBootstrap(configMap.data);
         if (bootstrap === undefined) continue;
-        this.start(ordinal, JSON.stringify(bootstrap.config), bootstrap.joining);
+        this.start(ordinal, configMap.data?.[BOOTSTRAP_CONFIG_KEY] ?? '', bootstrap.joining); // verbatim, as PAXOS_BOOTSTRAP_CONFIG
       }
       const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       await rest.mergePatch(resourcePath(Resources.pods, this.namespace, pod.metadata?.name, 'status'), {
@@ -138,7 +138,7 @@ export class ProcessKubelet {
     const configMap = await this.clients.rest.get<V1ConfigMap>(resourcePath(Resources.configMaps, this.namespace, `${this.name}-bootstrap`));
     const bootstrap = parseBootstrap(configMap.data);
     if (bootstrap === undefined) throw new Error('no bootstrap configuration to restart from');
-    this.start(ordinal, JSON.stringify(bootstrap.config), bootstrap.joining);
+    this.start(ordinal, configMap.data?.[BOOTSTRAP_CONFIG_KEY] ?? '', bootstrap.joining); // verbatim, as PAXOS_BOOTSTRAP_CONFIG
   }
 
   /** The last output of each node, for failure messages. */

@@ -1,4 +1,4 @@
-import { ConfigError, clientAddress, parseNodeConfig, peerAddress, type NodeConfig } from './config.js';
+import { ConfigError, clientAddress, lostDataAtStart, parseNodeConfig, peerAddress, type NodeConfig } from './config.js';
 
 const ok = (argv: string[], env: NodeJS.ProcessEnv = {}): NodeConfig => {
   const c = parseNodeConfig(argv, env);
@@ -21,6 +21,19 @@ describe('node config', () => {
     expect(c).toMatchObject({ id: 1, dataDir: '/d', peerPort: 7001, tickMs: 50, joining: false, bootstrapConfig: { epoch: 1, members: [0, 1, 2] } });
     expect(peerAddress(c, 2)).toBe('c:7001');
     expect(peerAddress(c, 7)).toBeUndefined();
+  });
+
+  it('tells a lost disk from a first start: joining as a voter, or as a new server that already ran', () => {
+    const start = (id: number, bootstrap: object, joining: boolean): boolean => lostDataAtStart(ok([
+      '--id', String(id), '--data-dir', '/d', '--peer-template', 'p-{i}:7001', '--bootstrap-config', JSON.stringify(bootstrap), ...(joining ? ['--joining'] : []),
+    ]));
+    expect(start(1, { epoch: 1, members: [0, 1, 2] }, false)).toBe(false); // a brand-new quorum
+    expect(start(1, { epoch: 1, members: [0, 1, 2] }, true)).toBe(true); // a member restarted empty
+    const expanding = { epoch: 2, members: [0, 1, 2, 3, 4], prior: [0, 1, 2] };
+    expect(start(2, expanding, true)).toBe(true); // an original member
+    expect(start(3, expanding, true)).toBe(false); // a new server's first start
+    expect(start(3, { ...expanding, started: [3] }, true)).toBe(true); // ... and after it ran
+    expect(start(4, { ...expanding, started: [3] }, true)).toBe(false);
   });
 
   it('takes the id from the StatefulSet hostname and addresses from a template', () => {

@@ -13,6 +13,8 @@ const configSchema = z
     epoch: z.number().int().min(1),
     members: z.array(nodeId).min(1),
     prior: z.array(nodeId).min(1).optional(),
+    /** New servers of the change in progress that already ran (see `lostDataAtStart`). */
+    started: z.array(nodeId).optional(),
   })
   .refine((c) => new Set(c.members).size === c.members.length, 'members must be distinct')
   .refine((c) => c.prior === undefined || new Set(c.prior).size === c.prior.length, 'prior members must be distinct');
@@ -99,7 +101,8 @@ export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h
   --peer-port P            gRPC port for peers (default 7001; env PAXOS_PEER_PORT)
   --client-port P          gRPC port for Kv/Admin/Health (default: the peer port, one server)
   --metrics-port P         HTTP /metrics, /healthz, /readyz (default 9090, 0 = off)
-  --bootstrap-config JSON  {"epoch":1,"members":[0,1,2],"prior":[...]} for an empty data dir
+  --bootstrap-config JSON  {"epoch":1,"members":[0,1,2],"prior":[...],"started":[...]} for an empty
+                           data dir ("started": new servers of the change that already ran)
                            (env PAXOS_BOOTSTRAP_CONFIG); ignored once the dir holds state
   --joining                a new node joining a running quorum: catch up before campaigning
   --election-timeout-ms N  default 1000      --heartbeat-ms N  default 200
@@ -199,6 +202,18 @@ export function clientAddress(config: NodeConfig, id: NodeId): string | undefine
   const peer = peerAddress(config, id);
   if (peer === undefined || config.clientPort === undefined || config.clientPort === config.peerPort) return peer;
   return `${peer.slice(0, peer.lastIndexOf(':'))}:${config.clientPort}`;
+}
+
+/**
+ * Whether a node about to initialise an empty data directory has in fact lost one: it joins a
+ * running quorum and is already one of its voters (in `prior` if there is one, else in
+ * `members`), or it is a new server of the change in progress that has already run (`started`).
+ * A new server's first start is the only empty start that is not a loss. See ADR 0007.
+ */
+export function lostDataAtStart(config: NodeConfig): boolean {
+  const b = config.bootstrapConfig;
+  if (!config.joining || !b) return false;
+  return (b.prior ?? b.members).includes(config.id) || (b.started ?? []).includes(config.id);
 }
 
 /** The bootstrap configuration in the core's type. */

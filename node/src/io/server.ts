@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Replica, freshState, replicaOptions } from '../core/replica.js';
 import type { NodeId, PersistedState } from '../core/types.js';
 import { adminHandlers } from './admin-service.js';
-import { bootstrapConfigOf, clientAddress, peerAddress, type NodeConfig } from './config.js';
+import { bootstrapConfigOf, clientAddress, lostDataAtStart, peerAddress, type NodeConfig } from './config.js';
 import { Driver } from './driver.js';
 import { HealthState } from './health.js';
 import { startHttp } from './http.js';
@@ -77,9 +77,9 @@ export class NodeServer {
     } else {
       const bootstrap = bootstrapConfigOf(config);
       if (!bootstrap) throw new MissingBootstrapError(config.dataDir);
-      // Joining a running quorum as one of its existing voters means this member's disk was
-      // lost (a new server of a change is never in `prior`): it must not vote until repaired.
-      const existingVoter = config.joining && (bootstrap.prior ?? bootstrap.members).includes(config.id);
+      // An empty directory for a node that already voted means its disk was lost: it must not
+      // vote until repaired (lostDataAtStart says when that is).
+      const existingVoter = lostDataAtStart(config);
       const hard = freshState(bootstrap).hard;
       state = storage.initialize(existingVoter ? { ...hard, dataLoss: {} } : hard);
       if (existingVoter) {

@@ -9,6 +9,7 @@ import { FIELD_MANAGER } from '../k8s/client.js';
 import { Resources, resourcePath } from '../k8s/rest.js';
 import { getOrUndefined, isConflict, kubeCall } from '../k8s/errors.js';
 import type { PaxosQuorum } from '../k8s/paxosquorum.js';
+import { sameConfig, type NodeConfig } from '../plan/config.js';
 import type { Action } from '../plan/steps.js';
 import type { NodeAdmin } from './node-admin.js';
 import type { NodeView } from './observe.js';
@@ -51,6 +52,19 @@ async function setReplicas(context: StepContext, replicas: number): Promise<void
     { fieldManager: FIELD_MANAGER }));
 }
 
+/**
+ * The new servers of the joint configuration `joint` (members not in its prior) whose node has
+ * reported holding it: they have run, so an empty disk under one of them is a lost disk.
+ */
+export function startedServers(views: readonly NodeView[], joint: NodeConfig): number[] {
+  const prior = joint.prior ?? [];
+  return views
+    .filter((view) => joint.members.includes(view.ordinal) && !prior.includes(view.ordinal))
+    .filter((view) => view.status !== undefined && sameConfig(view.status.config, joint) && (view.status.dataLoss ?? 'none') === 'none')
+    .map((view) => view.ordinal)
+    .sort((a, b) => a - b);
+}
+
 /** Executes `step`. Throws a typed error (KubeApiError, NodeAdminError, StepPreconditionError) on failure. */
 export async function executeStep(context: StepContext, step: ExecutableStep): Promise<void> {
   const { clients, admin, quorum, actionDeadlineMs } = context;
@@ -58,10 +72,12 @@ export async function executeStep(context: StepContext, step: ExecutableStep): P
   switch (step.kind) {
     case 'StartPod': {
       // The new pod reads its first configuration from the ConfigMap, so it must be written first.
+      // The change's new servers that already ran are named, so that a lost disk is recognised.
       const name = names(quorum.metadata.name).configMap;
+      const started = startedServers(context.views, step.config).filter((ordinal) => ordinal !== step.ordinal);
       await kubeCall(`write ConfigMap ${namespace}/${name}`, () => clients.rest.mergePatch(
         resourcePath(Resources.configMaps, namespace, name),
-        { data: bootstrapData({ config: step.config, joining: true }) }, { fieldManager: FIELD_MANAGER }));
+        { data: bootstrapData({ config: step.config, joining: true, started }) }, { fieldManager: FIELD_MANAGER }));
       await setReplicas(context, step.ordinal + 1);
       return;
     }

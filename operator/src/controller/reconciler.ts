@@ -21,13 +21,13 @@ import {
   InvalidSpecError, PaxosQuorumApi, parseSpec, withFinalizer, withoutFinalizer,
   type OperationStatus, type PaxosQuorum, type PaxosQuorumSpec, type PaxosQuorumStatus,
 } from '../k8s/paxosquorum.js';
-import { ordinals, sameConfig, type NodeConfig } from '../plan/config.js';
+import { jointConfig, ordinals, sameConfig, type NodeConfig } from '../plan/config.js';
 import { nextStep } from '../plan/next-step.js';
 import { newestConfig } from '../plan/observation.js';
 import { describeStep, isAction, type Step } from '../plan/steps.js';
 import type { ObservedState, OperationRecord } from '../plan/types.js';
 import { findCondition, mergeConditions, rfc3339 } from './conditions.js';
-import { executeStep, type ExecutableStep } from './execute.js';
+import { executeStep, startedServers, type ExecutableStep } from './execute.js';
 import type { NodeAdmin } from './node-admin.js';
 import { findLeader, podIpAddress, toObservation, viewNodes, type AddressOf, type NodeView } from './observe.js';
 import {
@@ -170,6 +170,7 @@ export class Reconciler {
     // The budget follows the decision: no voluntary disruption while a membership change runs.
     await this.ensureBudget(quorum, owned, sts.spec?.replicas ?? spec.replicas, decision.operation !== undefined);
     if (plan.kind === 'roll' && membership !== undefined) await this.refreshBootstrap(quorum, owned, membership);
+    if (plan.kind === 'planner' && plan.operation !== undefined) await this.recordStartedServers(quorum, owned, views, plan.operation);
 
     // The one action this pass may take, if the quorum is healthy enough for any action.
     let action = actionOf(plan);
@@ -299,6 +300,28 @@ export class Reconciler {
     const name = names(quorum.metadata.name).configMap;
     await kubeCall(`write ConfigMap ${namespace}/${name}`, () => this.options.clients.rest.mergePatch(
       resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData({ config: membership, joining: true }) },
+      { fieldManager: FIELD_MANAGER }));
+  }
+
+  /**
+   * While a change runs, names in the bootstrap ConfigMap the new servers that have run on its
+   * joint configuration, so that one of them restarted on an empty disk knows it lost data
+   * (ADR 0007). One write each time a new server first reports; none otherwise.
+   */
+  private async recordStartedServers(
+    quorum: PaxosQuorum, owned: OwnedObjects, views: readonly NodeView[], operation: OperationRecord,
+  ): Promise<void> {
+    const current = parseBootstrap(owned.configMap?.data);
+    const joint = jointConfig(operation.epoch, operation.target, operation.original);
+    // The ConfigMap is pointed at the joint configuration by the change's first StartPod.
+    if (current === undefined || !sameConfig(current.config, joint)) return;
+    const known = new Set(current.started ?? []);
+    const started = [...new Set([...known, ...startedServers(views, joint)])].sort((a, b) => a - b);
+    if (started.length === known.size) return;
+    const { namespace } = quorum.metadata;
+    const name = names(quorum.metadata.name).configMap;
+    await kubeCall(`write ConfigMap ${namespace}/${name}`, () => this.options.clients.rest.mergePatch(
+      resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData({ config: joint, joining: true, started }) },
       { fieldManager: FIELD_MANAGER }));
   }
 

@@ -210,12 +210,19 @@ export interface Bootstrap {
   readonly config: NodeConfig;
   /** False only for the pods of a brand-new quorum, which elect a leader among themselves. */
   readonly joining: boolean;
+  /**
+   * New servers of the change in progress that have already run on `config`: one of them that
+   * starts on an empty disk lost it, and must not vote until repaired (ADR 0007). Carried in the
+   * configuration's JSON (`started`), which older nodes ignore.
+   */
+  readonly started?: readonly number[];
 }
 
 export function bootstrapData(bootstrap: Bootstrap): Record<string, string> {
   const { epoch, members, prior } = bootstrap.config;
+  const started = bootstrap.started !== undefined && bootstrap.started.length > 0 ? { started: [...bootstrap.started].sort((a, b) => a - b) } : {};
   return {
-    [BOOTSTRAP_CONFIG_KEY]: JSON.stringify(prior === undefined ? { epoch, members } : { epoch, members, prior }),
+    [BOOTSTRAP_CONFIG_KEY]: JSON.stringify(prior === undefined ? { epoch, members, ...started } : { epoch, members, prior, ...started }),
     [BOOTSTRAP_JOINING_KEY]: String(bootstrap.joining),
   };
 }
@@ -223,19 +230,21 @@ export function bootstrapData(bootstrap: Bootstrap): Record<string, string> {
 /** Parses the ConfigMap's data back; undefined if malformed. */
 export function parseBootstrap(data: Record<string, string> | undefined): Bootstrap | undefined {
   try {
-    const raw = JSON.parse(data?.[BOOTSTRAP_CONFIG_KEY] ?? '') as { epoch?: unknown; members?: unknown; prior?: unknown };
+    const raw = JSON.parse(data?.[BOOTSTRAP_CONFIG_KEY] ?? '') as { epoch?: unknown; members?: unknown; prior?: unknown; started?: unknown };
     if (typeof raw.epoch !== 'number' || !Array.isArray(raw.members)) return undefined;
     const config: NodeConfig = Array.isArray(raw.prior)
       ? { epoch: raw.epoch, members: raw.members as number[], prior: raw.prior as number[] }
       : { epoch: raw.epoch, members: raw.members as number[] };
-    return { config, joining: data?.[BOOTSTRAP_JOINING_KEY] === 'true' };
+    const started = Array.isArray(raw.started) ? { started: raw.started.filter((o): o is number => typeof o === 'number') } : {};
+    return { config, joining: data?.[BOOTSTRAP_JOINING_KEY] === 'true', ...started };
   } catch {
     return undefined;
   }
 }
 
 export function describeBootstrap(bootstrap: Bootstrap): string {
-  return `${formatConfig(bootstrap.config)} epoch ${bootstrap.config.epoch}${bootstrap.joining ? ', joining' : ''}`;
+  const started = bootstrap.started !== undefined && bootstrap.started.length > 0 ? `, started ${bootstrap.started.join(',')}` : '';
+  return `${formatConfig(bootstrap.config)} epoch ${bootstrap.config.epoch}${bootstrap.joining ? ', joining' : ''}${started}`;
 }
 
 export function configMap(quorum: PaxosQuorum, bootstrap: Bootstrap): V1ConfigMap {
