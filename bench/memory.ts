@@ -40,7 +40,15 @@ if (!gc) throw new Error('run with node --expose-gc');
 
 const MB = (n: number): number => Math.round((n / 1024 / 1024) * 10) / 10;
 
-function usage(): Record<string, number> {
+interface Usage {
+  rssMb: number;
+  heapUsedMb: number;
+  heapTotalMb: number;
+  externalMb: number;
+  arrayBuffersMb: number;
+}
+
+function usage(): Usage {
   for (let i = 0; i < 3; i++) gc?.();
   const m = process.memoryUsage();
   return { rssMb: MB(m.rss), heapUsedMb: MB(m.heapUsed), heapTotalMb: MB(m.heapTotal), externalMb: MB(m.external), arrayBuffersMb: MB(m.arrayBuffers) };
