@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   const config = { epoch: 1, members: [0] };
   const { storage } = Storage.open(dir);
   const state = storage.initialize(freshState(config).hard);
-  const replica = new Replica(replicaOptions({ id: 0, random: Math.random }), state);
+  const replica = new Replica(replicaOptions({ id: 0, random: Math.random, snapshotData: (index) => storage.snapshotData(index) }), state);
   const driver = new Driver({
     replica,
     storage,
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
 
   const status = replica.status();
   const log = (replica as unknown as { log: AcceptorLog }).log;
-  const snapData = log.snapshot?.data;
+  const snapData = (log.snapshot as { data?: unknown } | undefined)?.data;
   const end = usage();
   if (args['heap-snapshot']) process.stderr.write(`heap snapshot: ${writeHeapSnapshot(path.join(dir, 'end.heapsnapshot'))}\n`);
   clearInterval(ticker);

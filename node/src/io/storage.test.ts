@@ -210,6 +210,33 @@ describe('Storage', () => {
     await s2.close();
   });
 
+  it('serves the newest snapshot data to a peer: from memory while it is written, then from its file', async () => {
+    const storage = fresh();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    expect(storage.snapshotData(0)).toBeUndefined();
+    const snap: Snapshot = { index: 6, config: { epoch: 1, members: [0, 1, 2] }, data: '{"six":"\\"quoted\\""}' };
+    const saving = storage.saveSnapshot(snap);
+    expect(storage.snapshotData(6)).toBe(snap.data); // before the file exists
+    await saving;
+    // Now read back from the file: what the file holds, not the object handed in.
+    const file = path.join(dir, 'snap', snapshotName(6));
+    expect(fs.existsSync(file)).toBe(true);
+    expect(storage.snapshotData(6)).toBe(snap.data);
+    expect(storage.snapshotData(5)).toBeUndefined();
+    const fromPeer: Snapshot = { ...snap, index: 20, data: 'twenty' };
+    const installing = storage.persist({ hardState: hard(20), snapshot: fromPeer, entries: [], mustSync: true });
+    expect(storage.snapshotData(20)).toBe('twenty');
+    await installing;
+    expect(storage.snapshotData(20)).toBe('twenty');
+    expect(storage.snapshotData(6)).toBeUndefined(); // superseded and deleted
+    await storage.close();
+    const { storage: s2 } = Storage.open(dir);
+    expect(s2.snapshotData(20)).toBe('twenty');
+    fs.writeFileSync(path.join(dir, 'snap', snapshotName(20)), 'damaged');
+    expect(s2.snapshotData(20)).toBeUndefined();
+    await s2.close();
+  });
+
   it('a snapshot in a Ready (from a peer) is installed before the batch is appended', async () => {
     const storage = fresh();
     await storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });

@@ -108,6 +108,9 @@ export class Storage {
   private failure: { readonly error: unknown } | undefined;
   /** Snapshots whose temp file is still being written (not yet in the queue); close waits. */
   private readonly snapshotsInProgress = new Set<Promise<void>>();
+  /** Snapshots handed to `persist` or `saveSnapshot` and not installed yet, by index. */
+  private readonly snapshotsUnwritten = new Map<number, Snapshot>();
+  private readonly logger: WalLogger | undefined;
 
   private constructor(
     readonly dir: string,
@@ -115,6 +118,7 @@ export class Storage {
     options: StorageOptions,
   ) {
     this.fs = options.fs ?? nodeFs;
+    this.logger = options.logger;
   }
 
   /**
@@ -176,6 +180,26 @@ export class Storage {
     return this.snapshotIndex;
   }
 
+  /**
+   * The data of the snapshot at `index` if it is the newest one handed to this storage: from
+   * memory while it is being written, then read back from its file (a peer catching up needs
+   * it rarely, so it is not kept in memory). Undefined for any other index, or if the file
+   * cannot be read.
+   */
+  snapshotData(index: number): string | undefined {
+    const unwritten = this.snapshotsUnwritten.get(index);
+    if (unwritten !== undefined) return unwritten.data;
+    if (index === 0 || index !== this.snapshotIndex) return undefined;
+    const { file } = this.snapshotFiles(index);
+    try {
+      const snapshot = decodeSnapshot(this.fs.readFileSync(file), file);
+      return snapshot.index === index ? snapshot.data : undefined;
+    } catch (err) {
+      this.logger?.warn({ file, err: String(err) }, 'cannot read the snapshot back for a peer');
+      return undefined;
+    }
+  }
+
   /** fdatasync calls so far (for metrics and tests). */
   get syncCount(): number {
     return this.wal.syncCount;
@@ -213,7 +237,9 @@ export class Storage {
     }
     if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
     const data = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-    return this.enqueue(async () => {
+    const snapshot = batch.snapshot;
+    if (snapshot) this.snapshotsUnwritten.set(snapshot.index, snapshot);
+    const written = this.enqueue(async () => {
       if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) {
         const encoded = encodeSnapshot(batch.snapshot);
         const { file, tmp } = this.snapshotFiles(batch.snapshot.index);
@@ -232,6 +258,11 @@ export class Storage {
       await this.wal.append(data, batch.mustSync, slotHigh);
       if (batch.hardState) this.hard = batch.hardState;
     });
+    if (snapshot) {
+      const forget = (): void => this.forgetUnwritten(snapshot);
+      written.then(forget, forget);
+    }
+    return written;
   }
 
   /**
@@ -249,6 +280,7 @@ export class Storage {
     if (snapshot.index <= this.snapshotIndex) return Promise.resolve();
     const encoded = encodeSnapshot(snapshot);
     const { file, tmp } = this.snapshotFiles(snapshot.index);
+    this.snapshotsUnwritten.set(snapshot.index, snapshot);
     // The temp file is written outside the queue, so appends go on meanwhile; only the final
     // step is queued, once the file is durable.
     const done = this.writeFileDurably(tmp, encoded).then(() =>
@@ -261,7 +293,10 @@ export class Storage {
       }),
     );
     this.snapshotsInProgress.add(done);
-    const forget = (): void => void this.snapshotsInProgress.delete(done);
+    const forget = (): void => {
+      this.snapshotsInProgress.delete(done);
+      this.forgetUnwritten(snapshot);
+    };
     done.then(forget, forget);
     return done;
   }
@@ -280,6 +315,11 @@ export class Storage {
     await this.queue;
     if (this.failure) this.wal.abandon();
     else this.wal.close();
+  }
+
+  /** Drops the in-memory copy of a snapshot once it is on disk (or was given up). */
+  private forgetUnwritten(snapshot: Snapshot): void {
+    if (this.snapshotsUnwritten.get(snapshot.index) === snapshot) this.snapshotsUnwritten.delete(snapshot.index);
   }
 
   /** Runs `op` after every operation queued before it; the first failure poisons the queue. */
