@@ -264,9 +264,10 @@ export class Driver {
     // below is durable, so a crash in between loses nothing.
     const meta = this.deps.replica.compact(index);
     if (meta === undefined) return Promise.resolve(storage.snapshotAt);
-    // Serialising is synchronous (the store must not change under it); writing is not. Storage
-    // has the snapshot from here on, before anything else reaches the core (see `compact`).
-    const snapshot = { ...meta, data: this.kv.snapshot() };
+    // Serialising is synchronous (the store must not change under it: `saveSnapshot` takes the
+    // parts to the end before it returns); writing is not. Storage has the snapshot from here
+    // on, before anything else reaches the core (see `compact`).
+    const snapshot = { ...meta, data: this.kv.snapshotParts() };
     // The status is otherwise refreshed only by a drain; an admin caller reads it next.
     this.lastStatus = this.deps.replica.status();
     const started = performance.now();
