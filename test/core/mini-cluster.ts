@@ -40,6 +40,14 @@ export class MiniNode {
     this.replica = new Replica(optionsFor(id, joining), state);
   }
 
+  /** Snapshots the state machine and compacts the log, as a driver does: the disk gets the snapshot. */
+  compact(): void {
+    const meta = this.replica.compact(this.kv.applied);
+    if (meta === undefined) return;
+    this.disk.snapshot = { ...meta, data: this.kv.snapshot() };
+    for (const s of [...this.disk.entries.keys()]) if (s <= meta.index) this.disk.entries.delete(s);
+  }
+
   /** Restarts from the disk, as after kill -9 (nothing is lost here: every write is synced). */
   restart(): void {
     const entries = [...this.disk.entries.values()].sort((a, b) => a.slot - b.slot);
@@ -63,7 +71,12 @@ export class MiniCluster {
   }
 
   private options = (id: NodeId, joining: boolean): ReplicaOptions =>
-    replicaOptions({ id, random: this.random, electionTimeoutTicks: 10, heartbeatTicks: 2, joining, ...this.tuning });
+    replicaOptions({ id, random: this.random, snapshotData: (index) => this.snapshotData(id, index), electionTimeoutTicks: 10, heartbeatTicks: 2, joining, ...this.tuning });
+
+  private snapshotData(id: NodeId, index: number): string | undefined {
+    const snapshot = this.nodes.get(id)?.disk.snapshot;
+    return snapshot?.index === index ? snapshot.data : undefined;
+  }
 
   /** Adds a node with a fresh disk. */
   add(id: NodeId, config: Config, joining = false): MiniNode {

@@ -63,6 +63,16 @@ export class SimDisk {
     return this.snapshot === undefined ? { hard: this.hard, entries } : { hard: this.hard, snapshot: this.snapshot, entries };
   }
 
+  /**
+   * The data of the snapshot at `index`, if it is the newest one written (synced or not: a
+   * running node reads what it wrote; a crash takes the node down with its unsynced writes).
+   */
+  snapshotData(index: number): string | undefined {
+    let newest = this.snapshot;
+    for (const w of this.unsynced) if (w.snapshot !== undefined && w.snapshot.index > (newest?.index ?? 0)) newest = w.snapshot;
+    return newest?.index === index ? newest.data : undefined;
+  }
+
   /** The durable snapshot index (0 without one). */
   get snapshotIndex(): number {
     return this.snapshot?.index ?? 0;

@@ -26,7 +26,7 @@ export type NodeReply =
 
 /** Tunables of one simulated node. */
 export interface SimNodeOptions {
-  readonly replica: Omit<ReplicaOptions, 'id' | 'random' | 'joining'>;
+  readonly replica: Omit<ReplicaOptions, 'id' | 'random' | 'joining' | 'snapshotData'>;
   /** Compact the log every this many applied slots (small, so that snapshots get exercised). */
   readonly compactEverySlots: number;
   /** The cluster's first configuration: the last finalized config of a node without a snapshot. */
@@ -120,7 +120,8 @@ export class SimNode {
     // the pod's arguments do not change across restarts, and a caught-up node loses nothing by it.
     const joining = this.joining && state.hard.commit === 0 && state.snapshot === undefined;
     const random = this.rng.fork(this.id);
-    this.replicaOrNull = this.factory({ ...this.options.replica, id: this.id, joining, random: () => random.float() }, state);
+    const snapshotData = (index: number): string | undefined => this.disk.snapshotData(index);
+    this.replicaOrNull = this.factory({ ...this.options.replica, id: this.id, joining, random: () => random.float(), snapshotData }, state);
   }
 
   /** Steps delivered messages, ticks once, then drains every Ready. */
@@ -248,8 +249,8 @@ export class SimNode {
   private maybeCompact(replica: ReplicaApi): void {
     const applied = this.kv.applied;
     if (applied - this.disk.snapshotIndex < this.options.compactEverySlots) return;
+    replica.compact(applied);
     const data = this.kv.snapshot();
-    replica.compact(applied, data);
     // The core only drops its in-memory log; the driver owns the snapshot file. Written synced,
     // as a real node writes the snapshot file and fsyncs it before truncating the log.
     this.disk.write({ snapshot: { index: applied, config: this.finalized, data }, entries: [] }, true);

@@ -36,6 +36,9 @@ export interface KvOptions {
 
 const DEFAULT_OPTIONS: KvOptions = { maxSessions: 100_000 };
 
+/** Characters per part of `snapshotParts`: large enough that parts are few, small next to a state. */
+const SNAPSHOT_PART_CHARS = 1 << 20;
+
 interface Session {
   readonly seq: number;
   readonly result: KvResult;
@@ -115,13 +118,41 @@ export class KvStore {
 
   /** Serialises the whole state, sessions included, deterministically. */
   snapshot(): string {
-    const shape: SnapshotShape = {
-      v: 1,
-      applied: this.appliedSlot,
-      data: [...this.data.entries()],
-      sessions: [...this.sessions.entries()].map(([client, s]) => [client, s.seq, s.result] as const),
-    };
-    return JSON.stringify(shape);
+    return [...this.snapshotParts()].join('');
+  }
+
+  /**
+   * `snapshot()` in consecutive pieces of about `partChars` characters, each ending between two
+   * JSON values, so that a large state can be encoded and written without ever being one string.
+   * The JSON is that of a `SnapshotShape`, byte for byte what `JSON.stringify` makes of it.
+   * The store must not change while the parts are taken: iterate them to the end at once.
+   */
+  *snapshotParts(partChars = SNAPSHOT_PART_CHARS): Generator<string, void, undefined> {
+    let pending: string[] = [];
+    let size = 0;
+    // Yields a part whenever enough text has piled up.
+    function* add(text: string): Generator<string, void, undefined> {
+      pending.push(text);
+      size += text.length;
+      if (size < partChars) return;
+      yield pending.join('');
+      pending = [];
+      size = 0;
+    }
+    yield* add(`{"v":1,"applied":${JSON.stringify(this.appliedSlot)},"data":[`);
+    let separator = '';
+    for (const pair of this.data) {
+      yield* add(separator + JSON.stringify(pair));
+      separator = ',';
+    }
+    yield* add('],"sessions":[');
+    separator = '';
+    for (const [client, s] of this.sessions) {
+      yield* add(separator + JSON.stringify([client, s.seq, s.result]));
+      separator = ',';
+    }
+    yield* add(']}');
+    if (pending.length > 0) yield pending.join('');
   }
 
   /** Rebuilds a store from `snapshot()` output. */

@@ -3,22 +3,26 @@
  * or below the commit index are chosen; above it they are merely accepted and may be replaced
  * by a higher ballot's value.
  */
-import type { Entry, Snapshot } from './types.js';
+import type { Entry, SnapshotMeta } from './types.js';
 
-/** Accepted entries keyed by slot, plus the snapshot that replaced the log below it. */
+/**
+ * Accepted entries keyed by slot, plus the index and configuration of the snapshot that replaced
+ * the log below it. Never the snapshot's data: that stays in storage (a whole copy of the state
+ * machine, kept only for the rare peer that needs it to catch up).
+ */
 export class AcceptorLog {
   private readonly entries = new Map<number, Entry>();
   private last = 0;
-  private snap: Snapshot | undefined;
+  private snap: SnapshotMeta | undefined;
 
-  constructor(snapshot: Snapshot | undefined, entries: readonly Entry[]) {
-    this.snap = snapshot;
+  constructor(snapshot: SnapshotMeta | undefined, entries: readonly Entry[]) {
+    this.snap = snapshot === undefined ? undefined : metaOf(snapshot);
     this.last = snapshot?.index ?? 0;
     for (const e of entries) this.put(e);
   }
 
-  /** The newest snapshot, if any. */
-  get snapshot(): Snapshot | undefined {
+  /** The newest snapshot's index and configuration, if any. */
+  get snapshot(): SnapshotMeta | undefined {
     return this.snap;
   }
 
@@ -61,9 +65,9 @@ export class AcceptorLog {
   }
 
   /** Replaces the chosen prefix up to `snapshot.index` by the snapshot (local compaction). */
-  compact(snapshot: Snapshot): void {
+  compact(snapshot: SnapshotMeta): void {
     for (let s = this.snapshotIndex + 1; s <= snapshot.index; s++) this.entries.delete(s);
-    this.snap = snapshot;
+    this.snap = metaOf(snapshot);
     if (this.last < snapshot.index) this.last = snapshot.index;
   }
 
@@ -71,7 +75,12 @@ export class AcceptorLog {
    * Installs a snapshot received from a peer. Accepted entries above it stay: they are this
    * acceptor's votes, which a later phase 1 may need to see.
    */
-  installSnapshot(snapshot: Snapshot): void {
+  installSnapshot(snapshot: SnapshotMeta): void {
     this.compact(snapshot);
   }
+}
+
+/** A copy without the data of a full `Snapshot`, which must not stay reachable from here. */
+function metaOf(snapshot: SnapshotMeta): SnapshotMeta {
+  return { index: snapshot.index, config: snapshot.config };
 }

@@ -78,7 +78,7 @@ describe('Replica', () => {
     expect(c.node(lagger).kv.get('k19')).toBe('19');
     c.down.add(lagger);
     for (let i = 20; i < 40; i++) c.put(`k${i}`, `${i}`);
-    for (const n of c.nodes.values()) if (n.id !== lagger) n.replica.compact(n.kv.applied, n.kv.snapshot());
+    for (const n of c.nodes.values()) if (n.id !== lagger) n.compact();
     c.down.delete(lagger);
     c.tick(20);
     expect(c.node(lagger).kv.get('k39')).toBe('39');

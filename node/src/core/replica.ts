@@ -37,6 +37,7 @@ import type {
   ReplicaStatus,
   Role,
   Snapshot,
+  SnapshotMeta,
 } from './types.js';
 import { ZERO_BALLOT } from './types.js';
 
@@ -275,10 +276,10 @@ export class Replica implements ReplicaApi {
     return { ok: true };
   }
 
-  compact(index: number, data: string): Snapshot | undefined {
+  compact(index: number): SnapshotMeta | undefined {
     if (index <= this.log.snapshotIndex) return undefined;
     if (index > this.emitted) throw new Error(`cannot compact to ${index}: only ${this.emitted} applied`);
-    const snapshot: Snapshot = { index, config: this.finalizedAt(index), data };
+    const snapshot: SnapshotMeta = { index, config: this.finalizedAt(index) };
     this.log.compact(snapshot);
     return snapshot;
   }
@@ -848,7 +849,12 @@ export class Replica implements ReplicaApi {
     const base = { commit: this.commit, ...(hint === undefined ? {} : { leaderHint: hint }) };
     const snap = this.log.snapshot;
     if (snap !== undefined && m.fromSlot <= snap.index) {
-      this.send(m.from, { type: 'catchupReply', entries: [], snapshot: snap, ...base });
+      // Until the Ready that installs a peer's snapshot is taken, storage has not seen it.
+      const pending = this.pendingSnapshot;
+      const data = pending?.index === snap.index ? pending.data : this.opts.snapshotData(snap.index);
+      // Storage lost it (a damaged file): no reply; the requester asks again, perhaps elsewhere.
+      if (data === undefined) return;
+      this.send(m.from, { type: 'catchupReply', entries: [], snapshot: { index: snap.index, config: snap.config, data }, ...base });
       return;
     }
     this.send(m.from, { type: 'catchupReply', entries: this.batchFrom(m.fromSlot, this.commit), ...base });
@@ -1064,7 +1070,7 @@ export function freshState(config: Config, fenceEpoch = config.prior === undefin
 
 /** Builds full options from the required ones and the defaults. */
 export function replicaOptions(
-  partial: Pick<ReplicaOptions, 'id' | 'random'> & Partial<ReplicaOptions>,
+  partial: Pick<ReplicaOptions, 'id' | 'random' | 'snapshotData'> & Partial<ReplicaOptions>,
 ): ReplicaOptions {
   return { ...DEFAULT_REPLICA_OPTIONS, ...partial };
 }

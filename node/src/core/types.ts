@@ -54,11 +54,18 @@ export interface Entry {
   readonly command: Command;
 }
 
-/** A snapshot of the state machine at `index`, with the finalized configuration in force there. */
-export interface Snapshot {
+/**
+ * What the core keeps in memory of a snapshot: its index and the finalized configuration in
+ * force there. The data lives in storage (see `ReplicaOptions.snapshotData`).
+ */
+export interface SnapshotMeta {
   readonly index: number;
   /** The last finalized configuration at `index` (never has `prior`). */
   readonly config: Config;
+}
+
+/** A snapshot of the state machine at `index`, with the finalized configuration in force there. */
+export interface Snapshot extends SnapshotMeta {
   /** The state machine's serialised state; opaque to the core. */
   readonly data: string;
 }
@@ -280,6 +287,14 @@ export interface ReplicaOptions {
   /** Randomness in [0, 1), injected so that runs are reproducible. */
   readonly random: () => number;
   /**
+   * The data of the snapshot at `index`, from storage: the one handed to it last, by a `Ready`
+   * or after `compact` (from memory while it is still being written, else read back from its
+   * file); undefined if storage does not hold it. Called only when a peer needs the snapshot
+   * to catch up. The core does not keep snapshot data in memory: it would double the memory
+   * of the state machine for the sake of a rare catch-up.
+   */
+  readonly snapshotData: (index: number) => string | undefined;
+  /**
    * Test-only switch: count plain majorities of `members`, ignoring `prior`. It recreates the
    * split brain the design note describes, so the simulator can show it finds it.
    */
@@ -319,11 +334,13 @@ export interface ReplicaApi {
   /** Leader only: proposes the finalize entry for the current joint configuration. */
   finalize(): AdminResult;
   /**
-   * The state machine has applied up to `index` and serialised itself as `data`: drop the log
-   * below. Returns the snapshot to persist (with the finalized configuration in force at
-   * `index`), or undefined when the log is already compacted that far.
+   * The state machine has applied up to `index` and is being serialised into a snapshot: drop
+   * the log below. Returns what the snapshot to persist records besides the data (`index` and
+   * the finalized configuration in force there), or undefined when the log is already compacted
+   * that far. The caller must hand the snapshot to storage before it next calls into the core,
+   * so that `snapshotData(index)` can serve it from then on.
    */
-  compact(index: number, data: string): Snapshot | undefined;
+  compact(index: number): SnapshotMeta | undefined;
   hasReady(): boolean;
   ready(): Ready;
   /** Acknowledges that `ready` was persisted, sent and applied. */

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus, Snapshot } from '../core/types.js';
+import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus, SnapshotMeta } from '../core/types.js';
 import { Driver } from './driver.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError } from './errors.js';
 import { Storage } from './storage.js';
@@ -48,10 +48,10 @@ class FakeReplica implements ReplicaApi {
   /** Snapshots are off unless a test turns them on. */
   compacts = false;
   snapshotIndex = 0;
-  compact(index: number, data: string): Snapshot | undefined {
+  compact(index: number): SnapshotMeta | undefined {
     if (!this.compacts || index <= this.snapshotIndex) return undefined;
     this.snapshotIndex = index;
-    return { index, config, data };
+    return { index, config };
   }
   hasReady(): boolean {
     return this.queued !== undefined;

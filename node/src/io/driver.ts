@@ -113,10 +113,16 @@ export class Driver {
   private readonly log: Logger;
   private readonly now: () => number;
 
-  constructor(private readonly deps: DriverDeps) {
+  private readonly deps: Omit<DriverDeps, 'state'>;
+
+  constructor(deps: DriverDeps) {
+    // The recovered state is needed only here: kept, its snapshot data and entries would stay
+    // in memory for the life of the process.
+    const { state, ...rest } = deps;
+    this.deps = rest;
     this.log = deps.logger;
     this.now = deps.now ?? Date.now;
-    this.kv = deps.state.snapshot ? KvStore.restore(deps.state.snapshot.data) : new KvStore();
+    this.kv = state.snapshot ? KvStore.restore(state.snapshot.data) : new KvStore();
     this.lastStatus = deps.replica.status();
   }
 
@@ -254,12 +260,14 @@ export class Driver {
     const storage = this.deps.storage;
     const index = this.kv.applied;
     if (index <= storage.snapshotAt) return Promise.resolve(storage.snapshotAt);
-    // Serialising is synchronous (the store must not change under it); writing is not.
-    const data = this.kv.snapshot();
     // The core drops only its in-memory copy of the log; the disk keeps it until the snapshot
     // below is durable, so a crash in between loses nothing.
-    const snapshot = this.deps.replica.compact(index, data);
-    if (snapshot === undefined) return Promise.resolve(storage.snapshotAt);
+    const meta = this.deps.replica.compact(index);
+    if (meta === undefined) return Promise.resolve(storage.snapshotAt);
+    // Serialising is synchronous (the store must not change under it: `saveSnapshot` takes the
+    // parts to the end before it returns); writing is not. Storage has the snapshot from here
+    // on, before anything else reaches the core (see `compact`).
+    const snapshot = { ...meta, data: this.kv.snapshotParts() };
     // The status is otherwise refreshed only by a drain; an admin caller reads it next.
     this.lastStatus = this.deps.replica.status();
     const started = performance.now();

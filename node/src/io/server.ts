@@ -97,6 +97,7 @@ export class NodeServer {
       replicaOptions({
         id: config.id,
         random: Math.random,
+        snapshotData: (index) => storage.snapshotData(index),
         electionTimeoutTicks: tickTicks(config.electionTimeoutMs),
         heartbeatTicks: tickTicks(config.heartbeatMs),
         joining: config.joining,

@@ -210,6 +210,55 @@ describe('Storage', () => {
     await s2.close();
   });
 
+  it('writes a snapshot given in parts as the bytes of the whole: a header line, then JSON.stringify of the snapshot', async () => {
+    const config = { epoch: 2, members: [0, 1, 2] };
+    const data = '{"a":"quote \\" nl \\n tab\t 😀 € \u0001","b":[1,2]}';
+    const cut = data.indexOf('tab');
+    const expected = (index: number): Buffer => {
+      const body = Buffer.from(JSON.stringify({ index, config, data }), 'utf8');
+      return Buffer.concat([Buffer.from(`${JSON.stringify({ v: 1, bytes: body.length, crc: crc32(body) })}\n`, 'utf8'), body]);
+    };
+    const storage = fresh();
+    await storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });
+    await storage.saveSnapshot({ index: 2, config, data: [data.slice(0, 5), data.slice(5, cut), '', data.slice(cut)] });
+    expect(fs.readFileSync(path.join(dir, 'snap', snapshotName(2)))).toEqual(expected(2));
+    expect(storage.snapshotBytes).toBe(expected(2).length);
+    // A peer's snapshot (in a Ready) is written the same way.
+    await storage.persist({ hardState: hard(9), snapshot: { index: 9, config, data }, entries: [], mustSync: true });
+    expect(fs.readFileSync(path.join(dir, 'snap', snapshotName(9)))).toEqual(expected(9));
+    await storage.close();
+    const { state, storage: s2 } = Storage.open(dir);
+    expect(state?.snapshot).toEqual({ index: 9, config, data });
+    await s2.close();
+  });
+
+  it('serves the newest snapshot data to a peer: from memory while it is written, then from its file', async () => {
+    const storage = fresh();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    expect(storage.snapshotData(0)).toBeUndefined();
+    const snap: Snapshot = { index: 6, config: { epoch: 1, members: [0, 1, 2] }, data: '{"six":"\\"quoted\\""}' };
+    const saving = storage.saveSnapshot(snap);
+    expect(storage.snapshotData(6)).toBe(snap.data); // before the file exists
+    await saving;
+    // Now read back from the file: what the file holds, not the object handed in.
+    const file = path.join(dir, 'snap', snapshotName(6));
+    expect(fs.existsSync(file)).toBe(true);
+    expect(storage.snapshotData(6)).toBe(snap.data);
+    expect(storage.snapshotData(5)).toBeUndefined();
+    const fromPeer: Snapshot = { ...snap, index: 20, data: 'twenty' };
+    const installing = storage.persist({ hardState: hard(20), snapshot: fromPeer, entries: [], mustSync: true });
+    expect(storage.snapshotData(20)).toBe('twenty');
+    await installing;
+    expect(storage.snapshotData(20)).toBe('twenty');
+    expect(storage.snapshotData(6)).toBeUndefined(); // superseded and deleted
+    await storage.close();
+    const { storage: s2 } = Storage.open(dir);
+    expect(s2.snapshotData(20)).toBe('twenty');
+    fs.writeFileSync(path.join(dir, 'snap', snapshotName(20)), 'damaged');
+    expect(s2.snapshotData(20)).toBeUndefined();
+    await s2.close();
+  });
+
   it('a snapshot in a Ready (from a peer) is installed before the batch is appended', async () => {
     const storage = fresh();
     await storage.persist({ hardState: hard(3), entries: entries(1, 3), mustSync: true });

@@ -4,7 +4,7 @@
  */
 import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
-import type { Entry, HardState, PersistedState, Ready, Snapshot } from '../core/types.js';
+import type { Entry, HardState, PersistedState, Ready, Snapshot, SnapshotMeta } from '../core/types.js';
 import { crc32 } from './crc32.js';
 import { CorruptLogError, Wal, encodeFrame, fsyncDir, writeFullyAsync, type WalFs, type WalLogger } from './wal.js';
 
@@ -61,14 +61,40 @@ export function snapshotName(index: number): string {
   return `snapshot-${String(index).padStart(16, '0')}.json`;
 }
 
+/** A snapshot to write: its data whole, or in consecutive parts (see `KvStore.snapshotParts`). */
+export type SnapshotToSave = SnapshotMeta & { readonly data: string | Iterable<string> };
+
+/** A snapshot file's bytes, in the order they are written. */
+interface EncodedSnapshot {
+  readonly index: number;
+  readonly parts: readonly Buffer[];
+  readonly bytes: number;
+}
+
 /**
  * Snapshot file format: one header line `{"v":1,"bytes":N,"crc":C}` then N bytes of the JSON
- * `Snapshot`. The checksum lets open tell a damaged file from a valid one.
+ * `Snapshot` (`{"index":…,"config":…,"data":"…"}`). The checksum lets open tell a damaged file
+ * from a valid one.
+ *
+ * The body is built part by part — the data string escaped a part at a time — so that a large
+ * state exists once, as the bytes to write, rather than also as a string, its escaped copy and
+ * a concatenated buffer. The bytes are those of `JSON.stringify` of the whole snapshot.
  */
-function encodeSnapshot(snapshot: Snapshot): Buffer {
-  const body = Buffer.from(JSON.stringify(snapshot), 'utf8');
-  const header = Buffer.from(`${JSON.stringify({ v: 1, bytes: body.length, crc: crc32(body) })}\n`, 'utf8');
-  return Buffer.concat([header, body]);
+function encodeSnapshot(snapshot: SnapshotToSave): EncodedSnapshot {
+  const body: Buffer[] = [Buffer.from(`{"index":${JSON.stringify(snapshot.index)},"config":${JSON.stringify(snapshot.config)},"data":"`, 'utf8')];
+  const data = typeof snapshot.data === 'string' ? [snapshot.data] : snapshot.data;
+  // A part's JSON string literal without its quotes is the escaped part; escaping is per
+  // character, so the escaped parts concatenate to the escaped whole.
+  for (const part of data) body.push(Buffer.from(JSON.stringify(part).slice(1, -1), 'utf8'));
+  body.push(Buffer.from('"}', 'utf8'));
+  let crc = 0;
+  let bytes = 0;
+  for (const b of body) {
+    crc = crc32(b, crc);
+    bytes += b.length;
+  }
+  const header = Buffer.from(`${JSON.stringify({ v: 1, bytes, crc })}\n`, 'utf8');
+  return { index: snapshot.index, parts: [header, ...body], bytes: header.length + bytes };
 }
 
 function decodeSnapshot(buf: Buffer, file: string): Snapshot {
@@ -108,6 +134,9 @@ export class Storage {
   private failure: { readonly error: unknown } | undefined;
   /** Snapshots whose temp file is still being written (not yet in the queue); close waits. */
   private readonly snapshotsInProgress = new Set<Promise<void>>();
+  /** Snapshots handed to `persist` or `saveSnapshot` and not installed yet, by index. */
+  private readonly snapshotsUnwritten = new Map<number, EncodedSnapshot>();
+  private readonly logger: WalLogger | undefined;
 
   private constructor(
     readonly dir: string,
@@ -115,6 +144,7 @@ export class Storage {
     options: StorageOptions,
   ) {
     this.fs = options.fs ?? nodeFs;
+    this.logger = options.logger;
   }
 
   /**
@@ -176,6 +206,26 @@ export class Storage {
     return this.snapshotIndex;
   }
 
+  /**
+   * The data of the snapshot at `index` if it is the newest one handed to this storage: from
+   * memory while it is being written, then read back from its file (a peer catching up needs
+   * it rarely, so it is not kept in memory). Undefined for any other index, or if the file
+   * cannot be read.
+   */
+  snapshotData(index: number): string | undefined {
+    const unwritten = this.snapshotsUnwritten.get(index);
+    if (index === 0 || (unwritten === undefined && index !== this.snapshotIndex)) return undefined;
+    const { file } = this.snapshotFiles(index);
+    try {
+      const buf = unwritten === undefined ? this.fs.readFileSync(file) : Buffer.concat(unwritten.parts);
+      const snapshot = decodeSnapshot(buf, file);
+      return snapshot.index === index ? snapshot.data : undefined;
+    } catch (err) {
+      this.logger?.warn({ file, err: String(err) }, 'cannot read the snapshot back for a peer');
+      return undefined;
+    }
+  }
+
   /** fdatasync calls so far (for metrics and tests). */
   get syncCount(): number {
     return this.wal.syncCount;
@@ -213,25 +263,35 @@ export class Storage {
     }
     if (batch.hardState) frames.push(encodeFrame(RecordType.hardState, Buffer.from(JSON.stringify(batch.hardState), 'utf8')));
     const data = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-    return this.enqueue(async () => {
-      if (batch.snapshot && batch.snapshot.index > this.snapshotIndex) {
-        const encoded = encodeSnapshot(batch.snapshot);
-        const { file, tmp } = this.snapshotFiles(batch.snapshot.index);
+    const snapshot = batch.snapshot ? encodeSnapshot(batch.snapshot) : undefined;
+    if (snapshot) this.snapshotsUnwritten.set(snapshot.index, snapshot);
+    const written = this.enqueue(async () => {
+      if (snapshot && snapshot.index > this.snapshotIndex) {
+        const { file, tmp } = this.snapshotFiles(snapshot.index);
         const fd = this.fs.openSync(tmp, 'w');
         try {
-          let written = 0;
-          while (written < encoded.length) written += this.fs.writeSync(fd, encoded, written, encoded.length - written, written);
+          let position = 0;
+          for (const part of snapshot.parts) {
+            let written = 0;
+            while (written < part.length) written += this.fs.writeSync(fd, part, written, part.length - written, position + written);
+            position += part.length;
+          }
           this.fs.fsyncSync(fd);
         } finally {
           this.fs.closeSync(fd);
         }
-        this.installSnapshot(batch.snapshot, tmp, file, encoded.length);
+        this.installSnapshot(snapshot, tmp, file);
       }
       // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
       if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
       await this.wal.append(data, batch.mustSync, slotHigh);
       if (batch.hardState) this.hard = batch.hardState;
     });
+    if (snapshot) {
+      const forget = (): void => this.forgetUnwritten(snapshot);
+      written.then(forget, forget);
+    }
+    return written;
   }
 
   /**
@@ -239,29 +299,34 @@ export class Storage {
    * log and deletes the segments and older snapshots it makes redundant. A crash at any point
    * leaves either the old or the new snapshot in force, each with the log it needs.
    *
-   * The snapshot is encoded before this returns; writing and fsyncing its temp file happen on
+   * The snapshot is encoded before this returns (its data parts are iterated to the end at
+   * once, and not kept); writing and fsyncing its temp file happen on
    * the thread pool, concurrently with appends to the log (a different file), and only the
    * short final step — rename, roll, deletions — waits its turn in the log's queue. A snapshot
    * that a newer one (e.g. from a peer) overtook meanwhile is discarded.
    */
-  saveSnapshot(snapshot: Snapshot): Promise<void> {
+  saveSnapshot(toSave: SnapshotToSave): Promise<void> {
     if (this.hard === undefined) return Promise.reject(new Error('snapshot before initialize'));
-    if (snapshot.index <= this.snapshotIndex) return Promise.resolve();
-    const encoded = encodeSnapshot(snapshot);
+    if (toSave.index <= this.snapshotIndex) return Promise.resolve();
+    const snapshot = encodeSnapshot(toSave);
     const { file, tmp } = this.snapshotFiles(snapshot.index);
+    this.snapshotsUnwritten.set(snapshot.index, snapshot);
     // The temp file is written outside the queue, so appends go on meanwhile; only the final
     // step is queued, once the file is durable.
-    const done = this.writeFileDurably(tmp, encoded).then(() =>
+    const done = this.writeFileDurably(tmp, snapshot.parts).then(() =>
       this.enqueue(async () => {
         if (snapshot.index <= this.snapshotIndex) {
           this.fs.unlinkSync(tmp);
           return;
         }
-        this.installSnapshot(snapshot, tmp, file, encoded.length);
+        this.installSnapshot(snapshot, tmp, file);
       }),
     );
     this.snapshotsInProgress.add(done);
-    const forget = (): void => void this.snapshotsInProgress.delete(done);
+    const forget = (): void => {
+      this.snapshotsInProgress.delete(done);
+      this.forgetUnwritten(snapshot);
+    };
     done.then(forget, forget);
     return done;
   }
@@ -280,6 +345,11 @@ export class Storage {
     await this.queue;
     if (this.failure) this.wal.abandon();
     else this.wal.close();
+  }
+
+  /** Drops the in-memory copy of a snapshot once it is on disk (or was given up). */
+  private forgetUnwritten(snapshot: EncodedSnapshot): void {
+    if (this.snapshotsUnwritten.get(snapshot.index) === snapshot) this.snapshotsUnwritten.delete(snapshot.index);
   }
 
   /** Runs `op` after every operation queued before it; the first failure poisons the queue. */
@@ -302,12 +372,16 @@ export class Storage {
     return { file, tmp: `${file}.tmp` };
   }
 
-  /** Writes `data` to a new file `file` and fsyncs it, on the thread pool. */
-  private async writeFileDurably(file: string, data: Buffer): Promise<void> {
+  /** Writes `parts` one after another to a new file `file` and fsyncs it, on the thread pool. */
+  private async writeFileDurably(file: string, parts: readonly Buffer[]): Promise<void> {
     const fs = this.fs;
     const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'w', (err, fd) => (err ? reject(err) : resolve(fd))));
     try {
-      await writeFullyAsync(fs, fd, data, 0);
+      let position = 0;
+      for (const part of parts) {
+        await writeFullyAsync(fs, fd, part, position);
+        position += part.length;
+      }
       await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
     } finally {
       await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
@@ -319,13 +393,13 @@ export class Storage {
    * place, then roll the log and delete what the snapshot made redundant. Runs inside the
    * queue, never during an append.
    */
-  private installSnapshot(snapshot: Snapshot, tmp: string, file: string, bytes: number): void {
+  private installSnapshot(snapshot: EncodedSnapshot, tmp: string, file: string): void {
     const fs = this.fs;
     const snapDir = path.join(this.dir, SNAP_DIR);
     fs.renameSync(tmp, file);
     fsyncDir(fs, snapDir);
     this.snapshotIndex = snapshot.index;
-    this.snapshotSize = bytes;
+    this.snapshotSize = snapshot.bytes;
     // Roll so that the segment that held entries up to the snapshot is closed and can go.
     this.wal.roll(this.hardFrame());
     this.wal.dropSegmentsThrough(snapshot.index);
