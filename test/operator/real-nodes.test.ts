@@ -14,6 +14,35 @@ import { Resources, resourcePath } from '../../operator/src/k8s/rest.js';
 import { eventually, quiet, quorumManifest, sleep, startCluster, stopCluster, type Cluster } from './harness.js';
 import { ProcessKubelet } from './process-nodes.js';
 
+/**
+ * The operator's loop for one quorum, driven by the test: each round syncs the process kubelet,
+ * runs one reconcile (a failed step is retried next round, as the queue would) and reads the
+ * quorum back. A timeout reports the status, the Events and the nodes' logs.
+ */
+function operatorLoop(clients: Cluster['clients'], admin: ClientNodeAdmin, k: ProcessKubelet, ns: string, name: string) {
+  const events = new MemoryEventRecorder();
+  const reconciler = new Reconciler({
+    clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
+    statusDeadlineMs: 2_000,
+  });
+  const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, name));
+  let last: PaxosQuorum | undefined;
+  const converge = async (what: string, done: (q: PaxosQuorum) => boolean | Promise<boolean>): Promise<PaxosQuorum> => {
+    try {
+      await eventually(what, async () => {
+        await k.sync();
+        await reconciler.reconcile(`${ns}/${name}`).catch(() => undefined);
+        last = await get();
+        return (await done(last)) ? true : undefined;
+      }, 120_000);
+      return last as PaxosQuorum;
+    } catch (error) {
+      throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
+    }
+  };
+  return { events, get, converge };
+}
+
 describe('resize with real node processes', () => {
   let cluster: Cluster | undefined;
   let kubelet: ProcessKubelet | undefined;
@@ -35,26 +64,7 @@ describe('resize with real node processes', () => {
     const { clients, cp } = cluster as Cluster;
     kubelet = new ProcessKubelet(clients, ns, 'kv', 5);
     await kubelet.init();
-    const k = kubelet;
-    const events = new MemoryEventRecorder();
-    const reconciler = new Reconciler({
-      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
-      statusDeadlineMs: 2_000,
-    });
-    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
-    let last: PaxosQuorum | undefined;
-    const converge = async (what: string, done: (q: PaxosQuorum) => boolean): Promise<void> => {
-      try {
-        await eventually(what, async () => {
-          await k.sync();
-          await reconciler.reconcile(`${ns}/kv`).catch(() => undefined); // a failed step is retried, as the queue would
-          last = await get();
-          return done(last) ? true : undefined;
-        }, 120_000);
-      } catch (error) {
-        throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
-      }
-    };
+    const { events, converge } = operatorLoop(clients, admin, kubelet, ns, 'kv');
     const settled = (size: number, epoch: number) => (q: PaxosQuorum): boolean =>
       q.status?.phase === 'Available' && q.status.configEpoch === epoch && q.status.readyReplicas === size
       && q.status.replicas === size && q.status.operation == null
@@ -105,12 +115,7 @@ describe('resize with real node processes', () => {
   it('repairs a member that lost its volume: it votes for nobody until a repair reconfiguration', async () => {
     const { clients } = cluster as Cluster;
     const k = kubelet as ProcessKubelet;
-    const events = new MemoryEventRecorder();
-    const reconciler = new Reconciler({
-      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
-      statusDeadlineMs: 2_000,
-    });
-    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
+    const { events, get, converge } = operatorLoop(clients, admin, k, ns, 'kv');
     const before = await get();
     const epoch = before.status?.configEpoch ?? 0;
     const client = new PaxosClient({ endpoints: k.endpoints(), deadlineMs: 20_000 });
@@ -118,21 +123,12 @@ describe('resize with real node processes', () => {
       for (let i = 0; i < 20; i += 1) await client.put(`lost/${i}`, `v${i}`);
       await k.wipe(1);
       const seen = { suspended: false, repair: false };
-      let last: PaxosQuorum | undefined;
-      try {
-        await eventually('the repair of pod 1', async () => {
-          await reconciler.reconcile(`${ns}/kv`).catch(() => undefined);
-          last = await get();
-          const member = last.status?.members?.find((m) => m.id === 1);
-          if (member?.dataLoss === 'suspended') seen.suspended = true;
-          if (last.status?.operation?.kind === 'Repair') seen.repair = true;
-          const done = last.status?.phase === 'Available' && last.status.configEpoch === epoch + 1 && last.status.operation == null
-            && (last.status.members ?? []).every((m) => m.healthy && m.dataLoss === undefined && m.epoch === epoch + 1);
-          return done ? true : undefined;
-        }, 120_000);
-      } catch (error) {
-        throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
-      }
+      await converge('the repair of pod 1', (q) => {
+        if (q.status?.members?.find((m) => m.id === 1)?.dataLoss === 'suspended') seen.suspended = true;
+        if (q.status?.operation?.kind === 'Repair') seen.repair = true;
+        return q.status?.phase === 'Available' && q.status.configEpoch === epoch + 1 && q.status.operation == null
+          && (q.status.members ?? []).every((m) => m.healthy && m.dataLoss === undefined && m.epoch === epoch + 1);
+      });
       expect(seen).toEqual({ suspended: true, repair: true });
       expect(events.events.map((e) => e.reason)).toEqual(expect.arrayContaining(['NodeConverted', 'Finalized']));
       for (let i = 0; i < 20; i += 1) expect(await client.get(`lost/${i}`)).toBe(`v${i}`);
@@ -149,30 +145,11 @@ describe('resize with real node processes', () => {
   it('recognises a new server that loses its volume in the middle of an expansion, and repairs it after', async () => {
     const { clients, cp } = cluster as Cluster;
     const k = kubelet as ProcessKubelet;
-    const events = new MemoryEventRecorder();
-    const reconciler = new Reconciler({
-      clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
-      statusDeadlineMs: 2_000,
-    });
-    const get = (): Promise<PaxosQuorum> => clients.rest.get<PaxosQuorum>(resourcePath(PAXOSQUORUMS, ns, 'kv'));
-    let last: PaxosQuorum | undefined;
-    const converge = async (what: string, done: (q: PaxosQuorum) => boolean | Promise<boolean>): Promise<void> => {
-      try {
-        await eventually(what, async () => {
-          await k.sync();
-          await reconciler.reconcile(`${ns}/kv`).catch(() => undefined);
-          last = await get();
-          return (await done(last)) ? true : undefined;
-        }, 120_000);
-      } catch (error) {
-        throw new Error(`${String(error)}\nstatus: ${JSON.stringify(last?.status)}\nevents:\n${events.events.map((e) => `${e.type} ${e.reason}: ${e.note}`).join('\n')}\n${k.logs()}`);
-      }
-    };
+    const { events, converge } = operatorLoop(clients, admin, k, ns, 'kv');
     const healthy = (q: PaxosQuorum, size: number): boolean => q.status?.phase === 'Available' && q.status.operation == null
       && q.status.replicas === size && (q.status.members ?? []).every((m) => m.healthy && m.dataLoss === undefined);
     // The previous test left pod 2 on an empty volume: its repair comes first.
-    await converge('3 healthy members', (q) => healthy(q, 3));
-    const epoch = last?.status?.configEpoch ?? 0;
+    const epoch = (await converge('3 healthy members', (q) => healthy(q, 3))).status?.configEpoch ?? 0;
     await cp.kubectl(['scale', 'paxosquorum/kv', '-n', ns, '--replicas=5']);
     // Pod 3 (the first new server) has run on the joint configuration and the ConfigMap says so.
     const configMapPath = resourcePath(Resources.configMaps, ns, 'kv-bootstrap');
