@@ -72,6 +72,10 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.max_pings_without_data': 0,
+  // We retry ourselves (idempotent requests, redialled peer streams); grpc-js's own retry support
+  // buffers every message of our long-lived streams for nothing. Off: c=1 p50 lower in 6 of 6
+  // paired bench runs (median 1.03 vs 1.04-1.2 ms), c=64 p99 26-29 vs 35-39 ms.
+  'grpc.enable_retries': 0,
   // Pods come back under the same DNS name with a new IP within seconds: re-resolve after a
   // connection failure within a second (grpc-js waits 30 s by default), and do not let the
   // reconnect backoff grow past a few seconds (default: 2 minutes) while a peer was away.
