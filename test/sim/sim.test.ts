@@ -57,6 +57,16 @@ describe('simulation', () => {
   });
 });
 
+describe('regressions found by long runs', () => {
+  // A candidate learned that the finalize in its phase-1 range was already chosen, then
+  // re-proposed it as leader and took it for a barrier that nothing would clear: every later
+  // proposal was refused as "reconfiguring" (liveness, 2 of 20,000 seeds from 100,000).
+  it.each([100863, 119282])('seed %i: a leader re-proposing an already chosen finalize keeps taking writes', (seed) => {
+    const r = runSeed({ seed });
+    expect(r.violations.map((v) => v.message)).toEqual([]);
+  });
+});
+
 describe('acceptor amnesia (members losing their disks)', () => {
   it('unprotected, a member that restarts empty and votes breaks agreement within 300 seeds; protected and repaired, the same seeds pass', () => {
     let failing: RunResult | undefined;

@@ -642,7 +642,9 @@ export class Replica implements ReplicaApi {
     const entry: Entry = { slot: this.nextSlot++, ballot: this.ballot, command };
     this.log.put(entry);
     this.unstable.push(entry);
-    if (command.kind === 'finalize') this.barrierSlot = entry.slot;
+    // A finalize we re-propose after an election may already be chosen (learned while we were a
+    // candidate, and applied then): it is no barrier, or nothing would ever clear it.
+    if (command.kind === 'finalize' && entry.slot > this.commit) this.barrierSlot = entry.slot;
   }
 
   /** Sends each peer what it has not been sent, within the per-peer window. */
