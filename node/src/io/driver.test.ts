@@ -118,6 +118,33 @@ describe('Driver', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /**
+   * Stops the driver and starts a new one on reopened storage: `fs` replaces the storage's file
+   * system calls, `patchStorage` runs on the new storage before the driver sees it.
+   */
+  async function restartDriver(options: {
+    fs?: typeof fs;
+    snapshotThreshold?: number;
+    onFatal?: (err: unknown) => void;
+    patchStorage?: () => void;
+  } = {}): Promise<void> {
+    await driver.stop();
+    ({ storage } = Storage.open(dir, options.fs === undefined ? {} : { fs: options.fs }));
+    options.patchStorage?.();
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => sent.push(...m) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: options.snapshotThreshold ?? 1000 },
+      clientAddress: () => undefined,
+      onFatal: options.onFatal ?? ((err) => {
+        throw err;
+      }),
+    });
+  }
+
   it('proposes everything submitted in one turn as one batch and resolves on apply', async () => {
     const a = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' });
     const b = driver.submit('c2', 1, { type: 'put', key: 'k', value: 'b' });
@@ -277,22 +304,10 @@ describe('Driver', () => {
     // Hold the first fdatasync until released, so that the write is certainly still in flight.
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    await driver.stop();
-    const gated = {
-      ...fs,
-      fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void gate.then(() => fs.fdatasync(fd, cb))) as typeof fs.fdatasync,
-    };
-    ({ storage } = Storage.open(dir, { fs: gated }));
-    driver = new Driver({
-      replica,
-      storage,
-      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
-      sink: { send: (m) => sent.push(...m) },
-      logger: pino({ level: 'silent' }),
-      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
-      clientAddress: () => undefined,
-      onFatal: (err) => {
-        throw err;
+    await restartDriver({
+      fs: {
+        ...fs,
+        fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void gate.then(() => fs.fdatasync(fd, cb))) as typeof fs.fdatasync,
       },
     });
     replica.queued = { entries: [kv(1, 'c', 1, 'a')], mustSync: true };
@@ -314,18 +329,9 @@ describe('Driver', () => {
   });
 
   it('treats a failed fdatasync as fatal: nothing of the Ready is sent, applied or advanced after it', async () => {
-    await driver.stop();
-    const failing = { ...fs, fdatasync: ((_fd: number, cb: (err: Error | null) => void) => cb(new Error('EIO'))) as typeof fs.fdatasync };
-    ({ storage } = Storage.open(dir, { fs: failing }));
     const fatal: unknown[] = [];
-    driver = new Driver({
-      replica,
-      storage,
-      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
-      sink: { send: (m) => sent.push(...m) },
-      logger: pino({ level: 'silent' }),
-      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
-      clientAddress: () => undefined,
+    await restartDriver({
+      fs: { ...fs, fdatasync: ((_fd: number, cb: (err: Error | null) => void) => cb(new Error('EIO'))) as typeof fs.fdatasync },
       onFatal: (err) => fatal.push(err),
     });
     const late: Message = { from: 0, to: 1, epoch: 1, type: 'timeoutNow' };
@@ -342,24 +348,10 @@ describe('Driver', () => {
     expect(replica.readyCalls).toBe(1); // a broken driver takes no further Ready
   });
 
-  /** Restarts the driver on reopened storage with a snapshot threshold of 2 entries. */
+  /** Restarts the driver with a snapshot threshold of 2 entries (the fake replica compacts). */
   async function restartWithSnapshots(patchStorage: () => void = () => undefined): Promise<void> {
-    await driver.stop();
-    ({ storage } = Storage.open(dir));
-    patchStorage();
     replica.compacts = true;
-    driver = new Driver({
-      replica,
-      storage,
-      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
-      sink: { send: () => undefined },
-      logger: pino({ level: 'silent' }),
-      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 2 },
-      clientAddress: () => undefined,
-      onFatal: (err) => {
-        throw err;
-      },
-    });
+    await restartDriver({ snapshotThreshold: 2, patchStorage });
   }
 
   it('snapshots only when the log has grown by the size of the last snapshot', async () => {
