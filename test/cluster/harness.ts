@@ -1,32 +1,20 @@
 /**
  * Process-level cluster harness: runs real node processes (`node/src/main.ts` under tsx) on
- * 127.0.0.1 with free ports and temporary data directories, and can kill -9, stop, restart
+ * a private loopback address (see loopback.ts) with temporary data directories, and can kill -9, stop, restart
  * and inspect them. Used by the cluster tests; not by production code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminClient, type NodeStatus } from '../../node/src/client/index.js';
 import type { Config } from '../../node/src/core/types.js';
+import { LoopbackAddresses } from './loopback.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = path.join(REPO, 'node/src/main.ts');
 const TSX = import.meta.resolve('tsx');
-
-/** Returns a port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `cond` until true or `ms` elapse. */
 export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
@@ -67,6 +55,7 @@ export class ProcessCluster {
   readonly root: string;
   private readonly slots: Slot[] = [];
   readonly admin = new AdminClient({ deadlineMs: 2000 });
+  private readonly addresses = new LoopbackAddresses();
 
   private constructor(private readonly options: ClusterOptions) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'paxos-proc-'));
@@ -75,14 +64,14 @@ export class ProcessCluster {
   static async create(options: ClusterOptions): Promise<ProcessCluster> {
     const c = new ProcessCluster(options);
     for (let id = 0; id < options.capacity; id++) {
-      c.slots.push({ id, port: await freePort(), dataDir: path.join(c.root, `node-${id}`), stderr: '', stdout: '' });
+      c.slots.push({ id, port: await c.addresses.port(), dataDir: path.join(c.root, `node-${id}`), stderr: '', stdout: '' });
     }
     return c;
   }
 
   /** host:port of node `id`. */
   endpoint(id: number): string {
-    return `127.0.0.1:${this.slot(id).port}`;
+    return this.addresses.endpoint(this.slot(id).port);
   }
 
   endpoints(ids: readonly number[]): string[] {
@@ -102,13 +91,13 @@ export class ProcessCluster {
   start(id: number, bootstrap: Config, extra: readonly string[] = []): void {
     const s = this.slot(id);
     if (s.proc && s.proc.exitCode === null && s.proc.signalCode === null) throw new Error(`node ${id} is running`);
-    const peers = this.slots.map((p) => `${p.id}=127.0.0.1:${p.port}`).join(',');
+    const peers = this.slots.map((p) => `${p.id}=${this.addresses.endpoint(p.port)}`).join(',');
     const args = [
       '--import', TSX, MAIN,
       '--id', String(id),
       '--data-dir', s.dataDir,
       '--peers', peers,
-      '--listen', '127.0.0.1',
+      '--listen', this.addresses.host,
       '--peer-port', String(s.port),
       '--metrics-port', '0',
       '--bootstrap-config', JSON.stringify(bootstrap),

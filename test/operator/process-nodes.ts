@@ -1,5 +1,5 @@
 /**
- * Real Paxos node processes (node/src/main.ts) on 127.0.0.1 standing in for pods: a "kubelet"
+ * Real Paxos node processes (node/src/main.ts) on a private loopback address standing in for pods: a "kubelet"
  * that starts one process per pod of a quorum, with the bootstrap configuration and joining flag
  * read from the operator's ConfigMap, exactly what PAXOS_BOOTSTRAP_CONFIG / PAXOS_JOINING carry
  * in a cluster. A pod removed by a scale-down stops its process and loses its data directory
@@ -14,7 +14,7 @@ import type { KubeClients } from '../../operator/src/k8s/client.js';
 import { Resources, resourcePath } from '../../operator/src/k8s/rest.js';
 import { BOOTSTRAP_CONFIG_KEY, parseBootstrap, podOrdinal, selectorString } from '../../operator/src/controller/resources.js';
 import type { AddressOf } from '../../operator/src/controller/observe.js';
-import { freePort } from '../k8s/cluster/control-plane.js';
+import { LoopbackAddresses } from '../cluster/loopback.js';
 import { REPO_ROOT } from '../k8s/cluster/tools.js';
 
 interface NodeProcess {
@@ -27,6 +27,7 @@ interface NodeProcess {
 export class ProcessKubelet {
   private readonly procs = new Map<number, NodeProcess>();
   private readonly root = mkdtempSync(join(tmpdir(), 'paxos-nodes-'));
+  private readonly addresses = new LoopbackAddresses();
   private peerPorts: number[] = [];
   private clientPorts: number[] = [];
 
@@ -40,20 +41,20 @@ export class ProcessKubelet {
 
   async init(): Promise<void> {
     for (let i = 0; i < this.maxNodes; i += 1) {
-      this.peerPorts.push(await freePort());
-      this.clientPorts.push(await freePort());
+      this.peerPorts.push(await this.addresses.port());
+      this.clientPorts.push(await this.addresses.port());
     }
   }
 
   /** Where the operator reaches the admin API of a pod. */
   readonly addressOf: AddressOf = (pod) => {
     const ordinal = podOrdinal(this.name, pod.metadata?.name ?? '');
-    return ordinal === undefined ? undefined : `127.0.0.1:${this.clientPorts[ordinal]}`;
+    return ordinal === undefined ? undefined : this.addresses.endpoint(this.clientPorts[ordinal]);
   };
 
   /** The client endpoints of the running nodes. */
   endpoints(): string[] {
-    return [...this.procs.keys()].map((ordinal) => `127.0.0.1:${this.clientPorts[ordinal]}`);
+    return [...this.procs.keys()].map((ordinal) => this.addresses.endpoint(this.clientPorts[ordinal]));
   }
 
   /** One sync: start a process for each new pod and mark it Running/Ready; stop removed ones. */
@@ -75,7 +76,7 @@ export class ProcessKubelet {
       const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       await rest.mergePatch(resourcePath(Resources.pods, this.namespace, pod.metadata?.name, 'status'), {
         status: {
-          phase: 'Running', podIP: '127.0.0.1', podIPs: [{ ip: '127.0.0.1' }],
+          phase: 'Running', podIP: this.addresses.host, podIPs: [{ ip: this.addresses.host }],
           conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }, { type: 'ContainersReady', status: 'True', lastTransitionTime: now }],
         },
       });
@@ -85,10 +86,10 @@ export class ProcessKubelet {
 
   private start(ordinal: number, bootstrapConfig: string, joining: boolean): void {
     const dataDir = join(this.root, `node-${ordinal}`);
-    const peers = this.peerPorts.map((port, id) => `${id}=127.0.0.1:${port}`).join(',');
+    const peers = this.peerPorts.map((port, id) => `${id}=${this.addresses.endpoint(port)}`).join(',');
     const args = [
       '--import', 'tsx', join(REPO_ROOT, 'node', 'src', 'main.ts'),
-      `--id=${ordinal}`, `--data-dir=${dataDir}`, `--peers=${peers}`, '--listen=127.0.0.1',
+      `--id=${ordinal}`, `--data-dir=${dataDir}`, `--peers=${peers}`, `--listen=${this.addresses.host}`,
       `--peer-port=${this.peerPorts[ordinal]}`, `--client-port=${this.clientPorts[ordinal]}`, '--metrics-port=0',
       `--bootstrap-config=${bootstrapConfig}`, '--election-timeout-ms=1000', '--heartbeat-ms=100', '--log-level=warn',
       ...(joining ? ['--joining'] : []),

@@ -4,7 +4,6 @@
  * leader failure and restart with recovery from disk.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -15,17 +14,7 @@ import { fromServiceError } from '../client/errors.js';
 import { nodeConfigSchema, type NodeConfig } from './config.js';
 import { CHANNEL_OPTIONS, loadProtos } from './proto.js';
 import { NodeServer } from './server.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { LoopbackAddresses } from '../../../test/cluster/loopback.js';
 
 async function until(cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -47,21 +36,22 @@ describe('three-node cluster in one process', () => {
     nodes[i] = node;
     return node;
   };
-  const endpoints = (): string[] => ports.map((p) => `127.0.0.1:${p}`);
+  const addresses = new LoopbackAddresses();
+  const endpoints = (): string[] => ports.map((p) => addresses.endpoint(p));
   const node = (i: number): NodeServer => nodes[i] as NodeServer;
   const leaderIndex = (): number => nodes.findIndex((n) => n?.driver.status.role === 'leader');
 
   beforeAll(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'paxos-cluster-'));
     ports = [];
-    for (let i = 0; i < N; i++) ports.push(await freePort());
-    const peers = Object.fromEntries(ports.map((p, i) => [String(i), `127.0.0.1:${p}`]));
+    for (let i = 0; i < N; i++) ports.push(await addresses.port());
+    const peers = Object.fromEntries(ports.map((p, i) => [String(i), addresses.endpoint(p)]));
     configs = ports.map((port, id) =>
       nodeConfigSchema.parse({
         id,
         dataDir: path.join(root, `n${id}`),
         peers,
-        listenHost: '127.0.0.1',
+        listenHost: addresses.host,
         peerPort: port,
         metricsPort: 0,
         bootstrapConfig: { epoch: 1, members: [0, 1, 2] },

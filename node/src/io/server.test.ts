@@ -1,7 +1,6 @@
 /** A single-node server: probes, metrics, gRPC health, bootstrap rules and graceful stop. */
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -9,16 +8,7 @@ import { unaryCall } from '../client/channels.js';
 import { nodeConfigSchema, type NodeConfig } from './config.js';
 import { CHANNEL_OPTIONS, loadProtos } from './proto.js';
 import { MissingBootstrapError, NodeServer } from './server.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { LoopbackAddresses } from '../../../test/cluster/loopback.js';
 
 async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -30,17 +20,19 @@ async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
 
 describe('NodeServer', () => {
   let dir: string;
+  let addresses: LoopbackAddresses;
   let config: NodeConfig;
   const logger = pino({ level: 'silent' });
 
   beforeEach(async () => {
+    addresses = new LoopbackAddresses();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxos-server-'));
     config = nodeConfigSchema.parse({
       id: 0,
       dataDir: dir,
-      listenHost: '127.0.0.1',
-      peerPort: await freePort(),
-      metricsPort: await freePort(),
+      listenHost: addresses.host,
+      peerPort: await addresses.port(),
+      metricsPort: await addresses.port(),
       bootstrapConfig: { epoch: 1, members: [0] },
       tickMs: 10,
       heartbeatMs: 30,
@@ -51,13 +43,13 @@ describe('NodeServer', () => {
 
   it('serves probes, metrics and gRPC health, and stops gracefully', async () => {
     const node = await NodeServer.start(config, { logger, onFatal: (e) => { throw e; }, processMetrics: false });
-    const base = `http://127.0.0.1:${node.ports.metrics}`;
+    const base = `http://${addresses.host}:${node.ports.metrics}`;
     try {
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       await until(async () => (await fetch(`${base}/readyz`)).status === 200);
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toContain('paxos_is_leader{node="0"} 1');
-      const health = new (loadProtos().HealthClient)(`127.0.0.1:${node.ports.client}`, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      const health = new (loadProtos().HealthClient)(addresses.endpoint(node.ports.client), grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
       try {
         await until(async () => (await unaryCall<{ status: string }>(health, 'Check', { service: '' }, 1000)).status === 'SERVING');
         await expect(unaryCall(health, 'Check', { service: 'nope' }, 1000)).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });

@@ -18,7 +18,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { generatePki, writeKubeconfig, type LocalPki } from './pki.js';
@@ -79,16 +79,27 @@ export interface ControlPlaneOptions {
 
 /** Finds a free TCP port on 127.0.0.1. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [port] = await freePorts(1, host);
+  return port ?? 0;
+}
+
+/**
+ * Finds `count` distinct free TCP ports. All are held open until the last is found: ports
+ * probed one after another could come back equal, since each is closed before the next probe.
+ */
+export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<Server>((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.listen(0, host, () => resolve(srv));
+  })));
+  const ports = servers.map((srv) => {
+    const addr = srv.address();
+    return typeof addr === 'object' && addr ? addr.port : 0;
   });
+  await Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
+  return ports;
 }
 
 interface HttpResult {
@@ -198,7 +209,7 @@ export class LocalControlPlane {
       delete env.KUBECONFIG;
 
       // etcd
-      const [etcdClient, etcdPeer, etcdMetrics] = [await freePort(), await freePort(), await freePort()];
+      const [etcdClient, etcdPeer, etcdMetrics] = await freePorts(3);
       this.etcdUrl = `http://127.0.0.1:${etcdClient}`;
       const etcd = await ManagedProcess.start({
         name: 'etcd',
