@@ -78,9 +78,11 @@ export class MiniCluster {
     return snapshot?.index === index ? snapshot.data : undefined;
   }
 
-  /** Adds a node with a fresh disk. */
-  add(id: NodeId, config: Config, joining = false): MiniNode {
-    const node = new MiniNode(id, freshState(config), this.options, joining);
+  /** Adds a node with a fresh disk; `unregistered` as a new server started by the operator. */
+  add(id: NodeId, config: Config, joining = false, unregistered = false): MiniNode {
+    const fresh = freshState(config);
+    const state = unregistered ? { ...fresh, hard: { ...fresh.hard, unregistered: true as const } } : fresh;
+    const node = new MiniNode(id, state, this.options, joining);
     this.nodes.set(id, node);
     return node;
   }

@@ -18,6 +18,7 @@ const noNodes: NodeAdmin = {
   convert: () => Promise.reject(new Error('unreachable')),
   transferLeadership: () => Promise.reject(new Error('unreachable')),
   finalize: () => Promise.reject(new Error('unreachable')),
+  register: () => Promise.reject(new Error('unreachable')),
   close: () => undefined,
 };
 

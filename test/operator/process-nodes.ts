@@ -52,6 +52,12 @@ export class ProcessKubelet {
     return ordinal === undefined ? undefined : this.addresses.endpoint(this.clientPorts[ordinal]);
   };
 
+  /** The ordinal whose client endpoint is `address`, if any. */
+  ordinalOf(address: string): number | undefined {
+    const ordinal = this.clientPorts.findIndex((port) => this.addresses.endpoint(port) === address);
+    return ordinal < 0 ? undefined : ordinal;
+  }
+
   /** The client endpoints of the running nodes. */
   endpoints(): string[] {
     return [...this.procs.keys()].map((ordinal) => this.addresses.endpoint(this.clientPorts[ordinal]));

@@ -5,8 +5,8 @@
  * client library over gRPC).
  */
 import { PaxosClient } from '../../node/src/client/index.js';
-import { ClientNodeAdmin } from '../../operator/src/controller/node-admin.js';
-import { parseBootstrap } from '../../operator/src/controller/resources.js';
+import { ClientNodeAdmin, type NodeStatus } from '../../operator/src/controller/node-admin.js';
+import { emptyStartIsLoss, parseBootstrap } from '../../operator/src/controller/resources.js';
 import { Reconciler } from '../../operator/src/controller/reconciler.js';
 import { MemoryEventRecorder } from '../../operator/src/k8s/events.js';
 import { PAXOSQUORUMS, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
@@ -19,7 +19,7 @@ import { ProcessKubelet } from './process-nodes.js';
  * runs one reconcile (a failed step is retried next round, as the queue would) and reads the
  * quorum back. A timeout reports the status, the Events and the nodes' logs.
  */
-function operatorLoop(clients: Cluster['clients'], admin: ClientNodeAdmin, k: ProcessKubelet, ns: string, name: string) {
+function operatorLoop(clients: Cluster['clients'], admin: AuditedNodeAdmin, k: ProcessKubelet, ns: string, name: string) {
   const events = new MemoryEventRecorder();
   const reconciler = new Reconciler({
     clients, admin, events, log: quiet, defaultImage: 'paxosquorum/node:0.1.0', addressOf: () => k.addressOf,
@@ -43,10 +43,37 @@ function operatorLoop(clients: Cluster['clients'], admin: ClientNodeAdmin, k: Pr
   return { events, get, converge };
 }
 
+/**
+ * The production NodeAdmin, watched: which new servers reported themselves unregistered, and
+ * whether each Register came only once the bootstrap ConfigMap made an empty restart of that
+ * server a recognised loss (the invariant that closes the window of ADR 0007).
+ */
+class AuditedNodeAdmin extends ClientNodeAdmin {
+  readonly seenUnregistered = new Set<number>();
+  readonly registered: { ordinal: number | undefined; recordedFirst: boolean }[] = [];
+  watch: { clients: Cluster['clients']; kubelet: ProcessKubelet; configMapPath: string } | undefined;
+
+  override async status(address: string, deadlineMs: number): Promise<NodeStatus> {
+    const status = await super.status(address, deadlineMs);
+    const ordinal = this.watch?.kubelet.ordinalOf(address);
+    if (status.unregistered === true && ordinal !== undefined) this.seenUnregistered.add(ordinal);
+    return status;
+  }
+
+  override async register(address: string, deadlineMs: number): Promise<void> {
+    if (this.watch !== undefined) {
+      const ordinal = this.watch.kubelet.ordinalOf(address);
+      const stored = parseBootstrap((await this.watch.clients.rest.get<{ data?: Record<string, string> }>(this.watch.configMapPath)).data);
+      this.registered.push({ ordinal, recordedFirst: ordinal !== undefined && stored !== undefined && emptyStartIsLoss(stored, ordinal) });
+    }
+    await super.register(address, deadlineMs);
+  }
+}
+
 describe('resize with real node processes', () => {
   let cluster: Cluster | undefined;
   let kubelet: ProcessKubelet | undefined;
-  const admin = new ClientNodeAdmin();
+  const admin = new AuditedNodeAdmin();
   const ns = 'real';
 
   beforeAll(async () => {
@@ -64,6 +91,7 @@ describe('resize with real node processes', () => {
     const { clients, cp } = cluster as Cluster;
     kubelet = new ProcessKubelet(clients, ns, 'kv', 5);
     await kubelet.init();
+    admin.watch = { clients, kubelet, configMapPath: resourcePath(Resources.configMaps, ns, 'kv-bootstrap') };
     const { events, converge } = operatorLoop(clients, admin, kubelet, ns, 'kv');
     const settled = (size: number, epoch: number) => (q: PaxosQuorum): boolean =>
       q.status?.phase === 'Available' && q.status.configEpoch === epoch && q.status.readyReplicas === size
@@ -110,6 +138,11 @@ describe('resize with real node processes', () => {
     const reasons = events.events.map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['PodStarting', 'NodeConverted', 'LeadershipTransferred', 'Finalized', 'PodStopping']));
     expect(failures).toBeLessThan(acknowledged.size);
+    // The new servers 3 and 4 started unregistered, and each was registered only after the
+    // ConfigMap named it: a volume lost at any moment before is a fresh join, after it a loss.
+    expect([...admin.seenUnregistered].sort()).toEqual([3, 4]);
+    expect(admin.registered.map((r) => r.ordinal).sort()).toEqual(expect.arrayContaining([3, 4]));
+    expect(admin.registered.every((r) => r.recordedFirst)).toBe(true);
   }, 400_000);
 
   it('repairs a member that lost its volume: it votes for nobody until a repair reconfiguration', async () => {

@@ -28,6 +28,7 @@ const unreachableNodes: NodeAdmin = {
   convert: () => Promise.reject(new Error('unreachable')),
   transferLeadership: () => Promise.reject(new Error('unreachable')),
   finalize: () => Promise.reject(new Error('unreachable')),
+  register: () => Promise.reject(new Error('unreachable')),
   close: () => undefined,
 };
 

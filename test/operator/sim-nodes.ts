@@ -65,6 +65,11 @@ export class SimNodes implements NodeAdmin {
     if (this.leader === ordinal) this.leader = this.elect();
   }
 
+  /** These nodes never start unregistered (they model a node before registration existed). */
+  async register(address: string): Promise<void> {
+    this.calls.push(`register ${this.ordinal(address)}`);
+  }
+
   async transferLeadership(address: string, target: number): Promise<void> {
     const ordinal = this.ordinal(address);
     this.calls.push(`transfer ${ordinal}->${target}`);

@@ -28,6 +28,8 @@ admin commands:
   transfer TARGET_ID            ask the leader to hand leadership to node TARGET_ID
   finalize                      ask the leader to finalize the reconfiguration
   snapshot [ENDPOINT]           snapshot now (all endpoints when none given)
+  register ENDPOINT             let a new server vote (only once its empty restart would be
+                                recognised as a lost disk; the operator does this itself)
 
 options:
   --endpoints LIST   client endpoints (env PAXOSCTL_ENDPOINTS; default 127.0.0.1:7001)
@@ -159,7 +161,8 @@ function statusTable(rows: Array<{ endpoint: string; status?: NodeStatus; error?
     const config = `${s.config.members.join(',')}${s.config.prior ? ` (prior ${s.config.prior.join(',')})` : ''}`;
     const lag = s.role === 'leader' ? '-' : leader?.lag[s.id] !== undefined ? String(leader.lag[s.id]) : '?';
     // A member that lost its volume is not a voter until repaired: say so where people look.
-    const role = s.dataLoss === 'suspended' ? `${s.role} (data lost, not voting)` : s.dataLoss === 'repairing' ? `${s.role} (repairing)` : s.role;
+    const role = s.dataLoss === 'suspended' ? `${s.role} (data lost, not voting)` : s.dataLoss === 'repairing' ? `${s.role} (repairing)`
+      : s.unregistered ? `${s.role} (unregistered, not voting)` : s.role;
     return [String(s.id), endpoint, role, String(s.config.epoch), config, String(s.commit), String(s.applied), lag, s.caughtUp ? 'yes' : 'no'];
   });
   return renderTable(header, body);
@@ -250,6 +253,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: I
         const targets = args[0] ? [args[0]] : g.endpoints;
         const results = await Promise.all(targets.map(async (endpoint) => ({ endpoint, index: await adminClient().snapshot(endpoint) })));
         print(results.map((r) => `${r.endpoint}\tsnapshot at ${r.index}`).join('\n'), results);
+        return 0;
+      }
+      case 'register': {
+        arity(command, args, 1);
+        await adminClient().register(args[0] as string);
+        print(`registered ${args[0]}`, { ok: true });
         return 0;
       }
       default:

@@ -33,6 +33,7 @@ interface WireStatus {
   lag: Array<{ id: number; lag: number }>;
   transferring: boolean;
   data_loss: string;
+  unregistered: boolean;
 }
 
 /** Options of `AdminClient`. */
@@ -69,12 +70,21 @@ export class AdminClient {
       lag: Object.fromEntries(s.lag.map((l) => [l.id, l.lag])),
       transferring: s.transferring,
       dataLoss: s.data_loss === 'suspended' || s.data_loss === 'repairing' ? s.data_loss : 'none',
+      unregistered: s.unregistered,
     };
   }
 
   /** The expansion operation on one node (idempotent). */
   async convert(endpoint: string, config: Config): Promise<void> {
     await this.invoke(endpoint, 'Convert', { config: encodeConfig(config) });
+  }
+
+  /**
+   * Lets the new server at `endpoint` vote (idempotent). Only after recording durably that it
+   * has run: see AdminService.Register in proto/paxos.proto.
+   */
+  async register(endpoint: string): Promise<void> {
+    await this.invoke(endpoint, 'Register', {});
   }
 
   /** Asks the leader at `endpoint` to hand leadership to `target`. */

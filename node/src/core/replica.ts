@@ -99,6 +99,8 @@ export class Replica implements ReplicaApi {
   private fenceEpoch: number;
   private commit: number;
   private dataLoss: DataLoss | undefined;
+  /** See `HardState.unregistered`. */
+  private unregistered: boolean;
   private readonly log: AcceptorLog;
 
   // Volatile state.
@@ -165,6 +167,7 @@ export class Replica implements ReplicaApi {
     this.fenceEpoch = state.hard.fenceEpoch;
     this.knownFence = state.hard.fenceEpoch;
     this.dataLoss = state.hard.dataLoss;
+    this.unregistered = state.hard.unregistered === true;
     this.maxRoundSeen = state.hard.promised.round;
     this.log = new AcceptorLog(state.snapshot, state.entries);
     // The commit hint is trusted only over entries actually present: the WAL writes entries
@@ -189,7 +192,7 @@ export class Replica implements ReplicaApi {
 
   step(m: Message): void {
     if (m.to !== this.id) return;
-    if (this.dataLoss !== undefined && !this.mayVoteFor(m)) return;
+    if (this.muted() && !this.mayVoteFor(m)) return;
     switch (m.type) {
       case 'prevote': return this.onPrevote(m);
       case 'prevoteReply': return this.onPrevoteReply(m);
@@ -223,6 +226,19 @@ export class Replica implements ReplicaApi {
       return { ok: true };
     }
     this.enqueueRead(id);
+    return { ok: true };
+  }
+
+  /**
+   * Lets a new server that started on an empty disk vote (`HardState.unregistered`). Whoever
+   * runs the change calls it only after recording durably that this server has run, so that a
+   * later start on an empty disk is known to be a loss. Idempotent.
+   */
+  register(): AdminResult {
+    if (!this.unregistered) return { ok: true };
+    this.unregistered = false;
+    this.hardDirty = true;
+    this.mustSync = true;
     return { ok: true };
   }
 
@@ -365,6 +381,7 @@ export class Replica implements ReplicaApi {
       lag,
       transferring: this.transferTarget !== undefined,
       dataLoss: this.dataLoss === undefined ? 'none' : this.dataLoss.votesFromEpoch === undefined ? 'suspended' : 'repairing',
+      unregistered: this.unregistered,
     };
   }
 
@@ -375,8 +392,9 @@ export class Replica implements ReplicaApi {
     if (this.isCaughtUp()) this.joining = false;
     // A node that does not hear from a leader keeps pulling from its peers: this is how a new
     // node learns from a leader whose configuration does not list it yet.
-    // A node that lost its disk ignores (some of) the leader's messages until repaired: it pulls.
-    const pulling = this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks || this.dataLoss !== undefined;
+    // A node that lost its disk ignores (some of) the leader's messages until repaired, and an
+    // unregistered one all of them until registered: it pulls.
+    const pulling = this.leader === undefined || this.ticksSinceLeader > this.opts.electionTimeoutTicks || this.muted();
     if (pulling && this.catchupInflightTicks === 0) {
       const peers = voters(this.config).filter((id) => id !== this.id);
       if (peers.length > 0) {
@@ -447,6 +465,7 @@ export class Replica implements ReplicaApi {
       case 'accept':
       case 'heartbeat':
       case 'timeoutNow': {
+        if (this.unregistered) return false;
         const from = this.dataLoss?.votesFromEpoch;
         return from !== undefined && m.epoch >= from;
       }
@@ -462,7 +481,7 @@ export class Replica implements ReplicaApi {
     if (this.config.epoch < this.knownFence) return false;
     // Not before the repair is finalized: until then this node may be deaf to the live leader
     // (older epoch) and would depose it for nothing.
-    if (this.dataLoss !== undefined) return false;
+    if (this.muted()) return false;
     return !this.joining;
   }
 
@@ -880,7 +899,7 @@ export class Replica implements ReplicaApi {
     if (this.leader === undefined && m.leaderHint !== undefined && m.leaderHint !== this.id) this.leader = m.leaderHint;
     // A node that lost its disk may hear the leader only through these replies: they count as
     // contact, so that its status says when it has caught up.
-    if (this.dataLoss !== undefined && m.leaderHint === m.from) {
+    if (this.muted() && m.leaderHint === m.from) {
       this.leader = m.from;
       this.ticksSinceLeader = 0;
     }
@@ -1033,7 +1052,16 @@ export class Replica implements ReplicaApi {
 
   private hardState(): HardState {
     const hard = { promised: this.promised, config: this.config, fenceEpoch: this.fenceEpoch, commit: this.commit };
-    return this.dataLoss === undefined ? hard : { ...hard, dataLoss: this.dataLoss };
+    return {
+      ...hard,
+      ...(this.dataLoss === undefined ? {} : { dataLoss: this.dataLoss }),
+      ...(this.unregistered ? { unregistered: true as const } : {}),
+    };
+  }
+
+  /** Whether this node ignores some proposers' messages: it lost its disk, or is unregistered. */
+  private muted(): boolean {
+    return this.dataLoss !== undefined || this.unregistered;
   }
 
   /** The newest finalized configuration at or below `index`. */

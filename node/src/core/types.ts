@@ -89,6 +89,12 @@ export interface HardState {
    * chosen value be overwritten (acceptor amnesia). See `DataLoss`.
    */
   readonly dataLoss?: DataLoss;
+  /**
+   * Present on a new server that started on an empty disk and has not been registered yet (see
+   * `Replica.register`): it votes for nobody, so that losing its disk before whoever runs the
+   * change has recorded that it ran cannot make it forget a vote.
+   */
+  readonly unregistered?: true;
 }
 
 /**
@@ -258,6 +264,8 @@ export interface ReplicaStatus {
    * votes only for proposers of the repair configuration; `none` otherwise.
    */
   readonly dataLoss: DataLossState;
+  /** True while this new server waits to be registered and votes for nobody (`HardState.unregistered`). */
+  readonly unregistered: boolean;
 }
 
 /** See `ReplicaStatus.dataLoss`. */
@@ -331,6 +339,8 @@ export interface ReplicaApi {
    * steps down). Repeating it with the same config changes nothing.
    */
   convert(config: Config): AdminResult;
+  /** Lets this new server vote (`HardState.unregistered`); a no-op otherwise. */
+  register(): AdminResult;
   /** Leader only: proposes the finalize entry for the current joint configuration. */
   finalize(): AdminResult;
   /**

@@ -45,6 +45,7 @@ export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id
         leader_addr: s.leader === undefined ? '' : (clientAddress(s.leader) ?? ''),
         ready: driver.ready,
         data_loss: s.dataLoss,
+        unregistered: s.unregistered,
       };
     }),
     Convert: handle('convert', (req: { config: WireConfig | null }) => {
@@ -62,6 +63,11 @@ export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id
     Finalize: handle('finalize', async () => {
       logger.info({}, 'finalize requested');
       await driver.finalize();
+      return {};
+    }),
+    Register: handle('register', () => {
+      logger.info({}, 'register requested');
+      driver.register();
       return {};
     }),
     Snapshot: handle('snapshot', async () => ({ index: await driver.snapshotNow() })),

@@ -1,4 +1,4 @@
-import { ConfigError, clientAddress, lostDataAtStart, parseNodeConfig, peerAddress, type NodeConfig } from './config.js';
+import { ConfigError, clientAddress, lostDataAtStart, parseNodeConfig, peerAddress, startsUnregistered, type NodeConfig } from './config.js';
 
 const ok = (argv: string[], env: NodeJS.ProcessEnv = {}): NodeConfig => {
   const c = parseNodeConfig(argv, env);
@@ -34,6 +34,18 @@ describe('node config', () => {
     expect(start(3, expanding, true)).toBe(false); // a new server's first start
     expect(start(3, { ...expanding, started: [3] }, true)).toBe(true); // ... and after it ran
     expect(start(4, { ...expanding, started: [3] }, true)).toBe(false);
+  });
+
+  it('starts a new server unregistered only when asked to, and only on its first start', () => {
+    const start = (id: number, bootstrap: object, joining: boolean): boolean => startsUnregistered(ok([
+      '--id', String(id), '--data-dir', '/d', '--peer-template', 'p-{i}:7001', '--bootstrap-config', JSON.stringify(bootstrap), ...(joining ? ['--joining'] : []),
+    ]));
+    const expanding = { epoch: 2, members: [0, 1, 2, 3, 4], prior: [0, 1, 2] };
+    expect(start(3, expanding, true)).toBe(false); // no "register": votes at once, as before
+    expect(start(3, { ...expanding, register: true }, true)).toBe(true); // the operator's new server
+    expect(start(3, { ...expanding, register: true, started: [3] }, true)).toBe(false); // a loss instead
+    expect(start(2, { ...expanding, register: true }, true)).toBe(false); // an original member: a loss
+    expect(start(1, { epoch: 1, members: [0, 1, 2], register: true }, false)).toBe(false); // a brand-new quorum
   });
 
   it('takes the id from the StatefulSet hostname and addresses from a template', () => {

@@ -15,6 +15,11 @@ const configSchema = z
     prior: z.array(nodeId).min(1).optional(),
     /** New servers of the change in progress that already ran (see `lostDataAtStart`). */
     started: z.array(nodeId).optional(),
+    /**
+     * Whoever runs the change registers new servers (AdminService.Register): a new server's
+     * first start on an empty disk votes for nobody until then (see `startsUnregistered`).
+     */
+    register: z.boolean().optional(),
   })
   .refine((c) => new Set(c.members).size === c.members.length, 'members must be distinct')
   .refine((c) => c.prior === undefined || new Set(c.prior).size === c.prior.length, 'prior members must be distinct');
@@ -102,7 +107,8 @@ export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h
   --client-port P          gRPC port for Kv/Admin/Health (default: the peer port, one server)
   --metrics-port P         HTTP /metrics, /healthz, /readyz (default 9090, 0 = off)
   --bootstrap-config JSON  {"epoch":1,"members":[0,1,2],"prior":[...],"started":[...]} for an empty
-                           data dir ("started": new servers of the change that already ran)
+                           data dir ("started": new servers of the change that already ran;
+                           "register": true: a new server votes only after AdminService.Register)
                            (env PAXOS_BOOTSTRAP_CONFIG); ignored once the dir holds state
   --joining                a new node joining a running quorum: catch up before campaigning
   --election-timeout-ms N  default 1000      --heartbeat-ms N  default 200
@@ -214,6 +220,17 @@ export function lostDataAtStart(config: NodeConfig): boolean {
   const b = config.bootstrapConfig;
   if (!config.joining || !b) return false;
   return (b.prior ?? b.members).includes(config.id) || (b.started ?? []).includes(config.id);
+}
+
+/**
+ * Whether a new server's first start on an empty disk must wait for AdminService.Register
+ * before it votes. Until whoever runs the change has recorded that this server ran (`started`),
+ * losing its disk would go unnoticed: it could promise or accept, restart empty, and vote
+ * against what it forgot. Asked for by `"register": true` in the bootstrap configuration (the
+ * operator always does); a start that `lostDataAtStart` flags is a loss instead.
+ */
+export function startsUnregistered(config: NodeConfig): boolean {
+  return config.joining && config.bootstrapConfig?.register === true && !lostDataAtStart(config);
 }
 
 /** The bootstrap configuration in the core's type. */

@@ -42,6 +42,9 @@ class FakeReplica implements ReplicaApi {
   convert(): AdminResult {
     return { ok: true };
   }
+  register(): AdminResult {
+    return { ok: true };
+  }
   finalize(): AdminResult {
     return { ok: true };
   }
@@ -69,7 +72,7 @@ class FakeReplica implements ReplicaApi {
   status(): ReplicaStatus {
     return {
       id: 0, role: this.role, leader: this.leader, ballot, config, fenceEpoch: 1, commit: 0, applied: 0,
-      lastSlot: 0, snapshotIndex: this.snapshotIndex, caughtUp: true, lag: {}, transferring: false, dataLoss: 'none',
+      lastSlot: 0, snapshotIndex: this.snapshotIndex, caughtUp: true, lag: {}, transferring: false, dataLoss: 'none', unregistered: false,
     };
   }
 }

@@ -212,6 +212,12 @@ export class Driver {
     this.drain();
   }
 
+  /** Admin: let this new server vote (see `Replica.register`). */
+  register(): void {
+    this.adminResult(this.deps.replica.register());
+    this.drain();
+  }
+
   /** Admin: hand leadership to `target`. */
   transferLeadership(target: NodeId): void {
     this.adminResult(this.deps.replica.transferLeadership(target));

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Replica, freshState, replicaOptions } from '../core/replica.js';
 import type { NodeId, PersistedState } from '../core/types.js';
 import { adminHandlers } from './admin-service.js';
-import { bootstrapConfigOf, clientAddress, lostDataAtStart, peerAddress, type NodeConfig } from './config.js';
+import { bootstrapConfigOf, clientAddress, lostDataAtStart, peerAddress, startsUnregistered, type NodeConfig } from './config.js';
 import { Driver } from './driver.js';
 import { HealthState } from './health.js';
 import { startHttp } from './http.js';
@@ -80,15 +80,16 @@ export class NodeServer {
       // An empty directory for a node that already voted means its disk was lost: it must not
       // vote until repaired (lostDataAtStart says when that is).
       const existingVoter = lostDataAtStart(config);
+      const unregistered = startsUnregistered(config);
       const hard = freshState(bootstrap).hard;
-      state = storage.initialize(existingVoter ? { ...hard, dataLoss: {} } : hard);
+      state = storage.initialize(existingVoter ? { ...hard, dataLoss: {} } : unregistered ? { ...hard, unregistered: true } : hard);
       if (existingVoter) {
         storageLog.warn(
           { config: bootstrap },
           'empty data directory for an existing member: its earlier votes are lost, so it will not vote until a repair reconfiguration (see docs/data-dir.md)',
         );
       } else {
-        storageLog.info({ config: bootstrap, joining: config.joining }, 'initialized fresh data directory');
+        storageLog.info({ config: bootstrap, joining: config.joining, unregistered }, 'initialized fresh data directory');
       }
     }
 

@@ -13,7 +13,7 @@ import { sameConfig, type NodeConfig } from '../plan/config.js';
 import type { Action } from '../plan/steps.js';
 import type { NodeAdmin } from './node-admin.js';
 import type { NodeView } from './observe.js';
-import { bootstrapData, names, podName } from './resources.js';
+import { bootstrapData, names, podName, type Bootstrap } from './resources.js';
 import type { RollStep } from './roll.js';
 
 /** A step could not be executed because something it needs is missing (no StatefulSet, no pod address). */
@@ -28,6 +28,8 @@ export interface StepContext {
   readonly quorum: PaxosQuorum;
   readonly statefulSet: V1StatefulSet;
   readonly views: readonly NodeView[];
+  /** The bootstrap configuration the ConfigMap holds, if it parses. */
+  readonly bootstrap?: Bootstrap;
   /** Deadline of admin calls that change a node (convert, transfer, finalize). */
   readonly actionDeadlineMs: number;
 }
@@ -74,7 +76,11 @@ export async function executeStep(context: StepContext, step: ExecutableStep): P
       // The new pod reads its first configuration from the ConfigMap, so it must be written first.
       // The change's new servers that already ran are named, so that a lost disk is recognised.
       const name = names(quorum.metadata.name).configMap;
-      const started = startedServers(context.views, step.config).filter((ordinal) => ordinal !== step.ordinal);
+      // Names recorded before stay even if their node does not answer now: dropping one would
+      // let it restart on an empty disk as if for the first time, and be registered again.
+      const recorded = context.bootstrap !== undefined && sameConfig(context.bootstrap.config, step.config) ? context.bootstrap.started ?? [] : [];
+      const started = [...new Set([...recorded, ...startedServers(context.views, step.config)])]
+        .filter((ordinal) => ordinal !== step.ordinal).sort((a, b) => a - b);
       await kubeCall(`write ConfigMap ${namespace}/${name}`, () => clients.rest.mergePatch(
         resourcePath(Resources.configMaps, namespace, name),
         { data: bootstrapData({ config: step.config, joining: true, started }) }, { fieldManager: FIELD_MANAGER }));

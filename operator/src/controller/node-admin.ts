@@ -25,6 +25,8 @@ export interface NodeStatus {
   readonly ready: boolean;
   /** `suspended`: restarted on an empty volume, votes for nobody; `repairing`: converted by a repair. */
   readonly dataLoss?: 'none' | 'suspended' | 'repairing';
+  /** A new server that started on an empty disk and votes for nobody until registered. */
+  readonly unregistered?: boolean;
 }
 
 /** The admin calls the reconciler makes. `address` is `host:port` of the node's client port. */
@@ -33,6 +35,8 @@ export interface NodeAdmin {
   convert(address: string, config: NodeConfig, deadlineMs: number): Promise<void>;
   transferLeadership(address: string, target: number, deadlineMs: number): Promise<void>;
   finalize(address: string, deadlineMs: number): Promise<void>;
+  /** Lets a new server vote; only once the bootstrap ConfigMap makes its empty restart a known loss. */
+  register(address: string, deadlineMs: number): Promise<void>;
   close(): void;
 }
 
@@ -66,7 +70,12 @@ export class ClientNodeAdmin implements NodeAdmin {
       transferring: status.transferring,
       ready: status.ready,
       dataLoss: status.dataLoss,
+      unregistered: status.unregistered,
     };
+  }
+
+  async register(address: string, deadlineMs: number): Promise<void> {
+    await this.wrap('Register', address, () => this.client(deadlineMs).register(address));
   }
 
   async convert(address: string, config: NodeConfig, deadlineMs: number): Promise<void> {

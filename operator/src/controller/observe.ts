@@ -60,7 +60,8 @@ export function toObservation(view: NodeView): PodObservation {
   if (status === undefined) return { ordinal: view.ordinal, exists: true, ready: false };
   return {
     ordinal: view.ordinal, exists: true, ready, config: status.config, role: status.role,
-    caughtUp: status.caughtUp, commitIndex: status.commit,
+    // An unregistered new server votes for nobody: its step is not done until it is registered.
+    caughtUp: status.caughtUp && status.unregistered !== true, commitIndex: status.commit,
     ...(status.dataLoss === 'suspended' || status.dataLoss === 'repairing' ? { dataLoss: status.dataLoss } : {}),
   };
 }

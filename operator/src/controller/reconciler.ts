@@ -36,7 +36,7 @@ import {
 import type { Outcome } from './queue.js';
 import { ConditionType, Reason } from './reasons.js';
 import {
-  adminPort, bootstrapData, clientService, configMap, describeBootstrap, desiredImage, names, parseBootstrap, peerService,
+  adminPort, bootstrapData, clientService, configMap, describeBootstrap, desiredImage, emptyStartIsLoss, names, parseBootstrap, peerService,
   podDisruptionBudget, selectorString, statefulSet, type Bootstrap,
 } from './resources.js';
 import { nextRollStep, type RollStep } from './roll.js';
@@ -169,8 +169,10 @@ export class Reconciler {
       : { kind: 'planner', step: decision.step, operation: decision.operation };
     // The budget follows the decision: no voluntary disruption while a membership change runs.
     await this.ensureBudget(quorum, owned, sts.spec?.replicas ?? spec.replicas, decision.operation !== undefined);
-    if (plan.kind === 'roll' && membership !== undefined) await this.refreshBootstrap(quorum, owned, membership);
-    if (plan.kind === 'planner' && plan.operation !== undefined) await this.recordStartedServers(quorum, owned, views, plan.operation);
+    let bootstrap = parseBootstrap(owned.configMap?.data);
+    if (plan.kind === 'roll' && membership !== undefined) bootstrap = await this.refreshBootstrap(quorum, bootstrap, membership);
+    if (plan.kind === 'planner' && plan.operation !== undefined) bootstrap = await this.recordStartedServers(quorum, bootstrap, views, plan.operation);
+    await this.registerNewServers(quorum, views, bootstrap);
 
     // The one action this pass may take, if the quorum is healthy enough for any action.
     let action = actionOf(plan);
@@ -222,7 +224,7 @@ export class Reconciler {
     }
     try {
       await executeStep({
-        clients: this.options.clients, admin: this.options.admin, quorum, statefulSet: sts, views,
+        clients: this.options.clients, admin: this.options.admin, quorum, statefulSet: sts, views, bootstrap,
         actionDeadlineMs: this.actionDeadlineMs,
       }, action);
     } catch (error) {
@@ -293,36 +295,57 @@ export class Reconciler {
    * pod that is recreated later (or a StatefulSet scaled by hand) does not boot on the joint
    * configuration of the last StartPod. One write after each change, none when idle.
    */
-  private async refreshBootstrap(quorum: PaxosQuorum, owned: OwnedObjects, membership: NodeConfig): Promise<void> {
-    const current = parseBootstrap(owned.configMap?.data);
-    if (current !== undefined && sameConfig(current.config, membership) && current.joining) return;
-    const { namespace } = quorum.metadata;
-    const name = names(quorum.metadata.name).configMap;
-    await kubeCall(`write ConfigMap ${namespace}/${name}`, () => this.options.clients.rest.mergePatch(
-      resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData({ config: membership, joining: true }) },
-      { fieldManager: FIELD_MANAGER }));
+  private async refreshBootstrap(quorum: PaxosQuorum, current: Bootstrap | undefined, membership: NodeConfig): Promise<Bootstrap> {
+    if (current !== undefined && sameConfig(current.config, membership) && current.joining) return current;
+    const bootstrap: Bootstrap = { config: membership, joining: true };
+    await this.writeBootstrap(quorum, bootstrap);
+    return bootstrap;
   }
 
   /**
    * While a change runs, names in the bootstrap ConfigMap the new servers that have run on its
    * joint configuration, so that one of them restarted on an empty disk knows it lost data
-   * (ADR 0007). One write each time a new server first reports; none otherwise.
+   * (ADR 0007). One write each time a new server first reports; none otherwise. Names already
+   * recorded stay, whether or not their node answers now. Returns what the ConfigMap now holds.
    */
   private async recordStartedServers(
-    quorum: PaxosQuorum, owned: OwnedObjects, views: readonly NodeView[], operation: OperationRecord,
-  ): Promise<void> {
-    const current = parseBootstrap(owned.configMap?.data);
+    quorum: PaxosQuorum, current: Bootstrap | undefined, views: readonly NodeView[], operation: OperationRecord,
+  ): Promise<Bootstrap | undefined> {
     const joint = jointConfig(operation.epoch, operation.target, operation.original);
     // The ConfigMap is pointed at the joint configuration by the change's first StartPod.
-    if (current === undefined || !sameConfig(current.config, joint)) return;
+    if (current === undefined || !sameConfig(current.config, joint)) return current;
     const known = new Set(current.started ?? []);
     const started = [...new Set([...known, ...startedServers(views, joint)])].sort((a, b) => a - b);
-    if (started.length === known.size) return;
+    if (started.length === known.size) return current;
+    const bootstrap: Bootstrap = { config: joint, joining: true, started };
+    await this.writeBootstrap(quorum, bootstrap);
+    return bootstrap;
+  }
+
+  /**
+   * Registers the new servers that wait for it (AdminService.Register), once `stored`, the
+   * bootstrap configuration as the ConfigMap now holds it, makes an empty restart of theirs a
+   * recognised loss: registering earlier would let a server vote, lose its disk and come back
+   * voting with its promises forgotten. A failed call is retried on the next pass.
+   */
+  private async registerNewServers(quorum: PaxosQuorum, views: readonly NodeView[], stored: Bootstrap | undefined): Promise<void> {
+    if (stored === undefined) return;
+    for (const view of views) {
+      if (view.status?.unregistered !== true || view.address === undefined || !emptyStartIsLoss(stored, view.ordinal)) continue;
+      try {
+        await this.options.admin.register(view.address, this.actionDeadlineMs);
+        this.options.log.info({ quorum: quorum.metadata.name, pod: view.ordinal }, 'registered new server');
+      } catch (error) {
+        this.options.log.info({ quorum: quorum.metadata.name, pod: view.ordinal, err: error }, 'registering a new server failed; retrying on the next pass');
+      }
+    }
+  }
+
+  private async writeBootstrap(quorum: PaxosQuorum, bootstrap: Bootstrap): Promise<void> {
     const { namespace } = quorum.metadata;
     const name = names(quorum.metadata.name).configMap;
     await kubeCall(`write ConfigMap ${namespace}/${name}`, () => this.options.clients.rest.mergePatch(
-      resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData({ config: joint, joining: true, started }) },
-      { fieldManager: FIELD_MANAGER }));
+      resourcePath(Resources.configMaps, namespace, name), { data: bootstrapData(bootstrap) }, { fieldManager: FIELD_MANAGER }));
   }
 
   /** Writes the status if it differs from the stored one: at most one write per pass. */

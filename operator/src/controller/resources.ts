@@ -222,9 +222,21 @@ export function bootstrapData(bootstrap: Bootstrap): Record<string, string> {
   const { epoch, members, prior } = bootstrap.config;
   const started = bootstrap.started !== undefined && bootstrap.started.length > 0 ? { started: [...bootstrap.started].sort((a, b) => a - b) } : {};
   return {
-    [BOOTSTRAP_CONFIG_KEY]: JSON.stringify(prior === undefined ? { epoch, members, ...started } : { epoch, members, prior, ...started }),
+    // While a change runs, a new server's first empty start waits for AdminService.Register
+    // before it votes (without `prior`, an empty start of a member is a loss anyway).
+    [BOOTSTRAP_CONFIG_KEY]: JSON.stringify(prior === undefined ? { epoch, members, ...started } : { epoch, members, prior, ...started, ...(bootstrap.joining ? { register: true } : {}) }),
     [BOOTSTRAP_JOINING_KEY]: String(bootstrap.joining),
   };
+}
+
+/**
+ * Whether an empty start of `ordinal` under `bootstrap` is recognised by the node as a lost
+ * disk (node/src/io/config.ts `lostDataAtStart`): it joins as a voter of the running quorum, or
+ * as a new server named in `started`. Only then may the operator register it.
+ */
+export function emptyStartIsLoss(bootstrap: Bootstrap, ordinal: number): boolean {
+  if (!bootstrap.joining) return false;
+  return (bootstrap.config.prior ?? bootstrap.config.members).includes(ordinal) || (bootstrap.started ?? []).includes(ordinal);
 }
 
 /** Parses the ConfigMap's data back; undefined if malformed. */
