@@ -149,7 +149,7 @@ export function operatorPlanner(toSize: number, leaderTurn: LeaderTurn): Planner
       const s = world.status(ordinal);
       if (s === undefined) return { ordinal, exists: true, ready: false };
       return {
-        ordinal, exists: true, ready: true, config: s.config, role: s.role, caughtUp: s.caughtUp, commitIndex: s.commit,
+        ordinal, exists: true, ready: true, config: s.config, role: s.role, caughtUp: s.caughtUp && !s.unregistered, commitIndex: s.commit,
         ...(s.dataLoss === 'none' ? {} : { dataLoss: s.dataLoss }),
       };
     });
@@ -229,6 +229,7 @@ export class Reconfiguration {
     if (this.done) return;
     const world = this.world;
     if (world.now < this.settleUntil) return;
+    this.registerNewServers();
     const action = this.planner(world);
     if (action.kind === 'done') {
       this.done = true;
@@ -252,6 +253,21 @@ export class Reconfiguration {
     this.perform(action);
   }
 
+  /**
+   * The operator registers a new server once its bootstrap ConfigMap names it as started; here
+   * there is no ConfigMap, so a new server is registered as soon as it answers.
+   */
+  private registerNewServers(): void {
+    const world = this.world;
+    for (const id of world.ids()) {
+      if (world.status(id)?.unregistered !== true) continue;
+      world.guard(id, () => {
+        world.node(id)?.replica.register();
+        world.trace.log(world.now, `operator: register ${id}`);
+      });
+    }
+  }
+
   private perform(action: Action): void {
     const world = this.world;
     const call = (id: NodeId, what: string, fn: (replica: ReplicaApi) => AdminResult): void => {
@@ -266,7 +282,7 @@ export class Reconfiguration {
       case 'start': {
         // A new pod starts fenced at the fence epoch the quorum is at (the original's epoch).
         const fence = world.leader()?.fenceEpoch ?? this.from.epoch;
-        world.startNew(action.node, action.config, fence);
+        world.startNew(action.node, action.config, fence, true);
         return;
       }
       case 'convert':

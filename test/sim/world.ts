@@ -105,11 +105,15 @@ export class World {
     return best;
   }
 
-  /** Starts a brand-new node with an empty disk holding `config` (a new pod of an expansion). */
-  startNew(id: NodeId, config: Config, fenceEpoch: number): void {
+  /**
+   * Starts a brand-new node with an empty disk holding `config` (a new pod of an expansion);
+   * `unregistered`, as the operator starts one: it votes for nobody until registered.
+   */
+  startNew(id: NodeId, config: Config, fenceEpoch: number, unregistered = false): void {
     if (this.nodes.has(id)) return;
-    this.trace.log(this.now, `start node ${id} on ${describeConfig(config)}`);
-    this.addNode(id, initialState(config, fenceEpoch), true);
+    this.trace.log(this.now, `start node ${id} on ${describeConfig(config)}${unregistered ? ' (unregistered)' : ''}`);
+    const fresh = initialState(config, fenceEpoch);
+    this.addNode(id, unregistered ? { ...fresh, hard: { ...fresh.hard, unregistered: true } } : fresh, true);
   }
 
   /**
