@@ -63,6 +63,8 @@ export class MiniCluster {
   readonly down = new Set<NodeId>();
   /** Pairs that cannot talk ("a-b"). */
   readonly cut = new Set<string>();
+  /** Rewrites (or drops, by returning undefined) each message about to be delivered. */
+  intercept: ((m: Message) => Message | undefined) | undefined;
   delivered = 0;
   private readonly random: () => number;
 
@@ -133,7 +135,9 @@ export class MiniCluster {
       if (this.queue.length === 0) return;
       const batch = this.queue;
       this.queue = [];
-      for (const m of batch) {
+      for (const original of batch) {
+        const m = this.intercept === undefined ? original : this.intercept(original);
+        if (m === undefined) continue;
         if (this.down.has(m.to) || this.down.has(m.from) || this.cut.has(`${m.from}-${m.to}`)) continue;
         const target = this.nodes.get(m.to);
         if (target === undefined) continue;

@@ -129,6 +129,12 @@ export class Replica implements ReplicaApi {
   private learners = new Set<NodeId>();
   private electedWith = new Set<NodeId>();
   private firstSlotOfTerm = 0;
+  /**
+   * The highest slot whose value may have been chosen before this leader's term: the top of
+   * the range phase 1 recovered (every earlier choice is at or below it, or it would be in a
+   * promise). A read index is only as good as a commit index at or above it.
+   */
+  private recoveredTop = 0;
   private nextSlot = 1;
   /** Slot of a proposed finalize entry not yet chosen: nothing is proposed above it meanwhile. */
   private barrierSlot: number | undefined;
@@ -220,8 +226,9 @@ export class Replica implements ReplicaApi {
   read(id: number): { readonly ok: true } | ({ readonly ok: false } & ProposeRefusal) {
     if (this.role !== 'leader') return { ok: false, reason: 'notLeader', ...this.leaderHint() };
     if (this.pendingReads.length + this.readsAwaitingTermCommit.length >= this.opts.maxPendingReads) return { ok: false, reason: 'busy' };
-    // Until an entry of our own ballot is chosen we do not know the true commit index.
-    if (this.commit < this.firstSlotOfTerm) {
+    // Until everything phase 1 recovered and the first entry of our own ballot are chosen, our
+    // commit index may be below what earlier leaders had chosen: a read there could be stale.
+    if (!this.termCommitKnown()) {
       this.readsAwaitingTermCommit.push(id);
       return { ok: true };
     }
@@ -613,6 +620,7 @@ export class Replica implements ReplicaApi {
     // Re-propose every recovered value in our ballot, fill holes with no-ops, and end with a
     // no-op so that the first entry of our ballot gets chosen even when nothing was recovered.
     const top = Math.max(c.fromSlot - 1, ...c.recovered.keys());
+    this.recoveredTop = top;
     for (let s = c.fromSlot; s <= top; s++) {
       const command = c.recovered.get(s)?.command ?? { kind: 'noop' as const };
       if (this.barrierSlot !== undefined) this.deferred.push([s, command]);
@@ -926,7 +934,7 @@ export class Replica implements ReplicaApi {
     }
     this.commit = Math.max(this.commit, index);
     this.hardDirty = true;
-    if (this.role === 'leader' && this.readsAwaitingTermCommit.length > 0 && this.commit >= this.firstSlotOfTerm) {
+    if (this.role === 'leader' && this.readsAwaitingTermCommit.length > 0 && this.termCommitKnown()) {
       const waiting = this.readsAwaitingTermCommit;
       this.readsAwaitingTermCommit = [];
       for (const id of waiting) this.enqueueRead(id);
@@ -1057,6 +1065,15 @@ export class Replica implements ReplicaApi {
       ...(this.dataLoss === undefined ? {} : { dataLoss: this.dataLoss }),
       ...(this.unregistered ? { unregistered: true as const } : {}),
     };
+  }
+
+  /**
+   * Whether this leader's commit index covers everything chosen before its term: every slot
+   * phase 1 recovered (re-proposed in our ballot, each chosen on its own: the first one chosen
+   * says nothing about the later ones) and the first slot of our ballot.
+   */
+  private termCommitKnown(): boolean {
+    return this.commit >= Math.max(this.firstSlotOfTerm, this.recoveredTop);
   }
 
   /** Whether this node ignores some proposers' messages: it lost its disk, or is unregistered. */
