@@ -164,8 +164,9 @@ describe('Reconciler against a real API server', () => {
     await converge('expansion to 5', settledOn(5, 2));
     expect([...sim.nodes.entries()].map(([ordinal, node]) => [ordinal, node.config])).toEqual(
       [0, 1, 2, 3, 4].map((ordinal) => [ordinal, { epoch: 2, members: [0, 1, 2, 3, 4] }]));
-    // The planner's order: one new pod first, then the original followers, then the leader hands over, then the rest.
-    expect(sim.calls).toEqual(['convert 1 e2', 'convert 2 e2', 'transfer 0->1', 'convert 0 e2', 'finalize 1']);
+    // The planner's order: one new pod first (registered once the ConfigMap names it), then the
+    // original followers, then the leader hands over, then the rest.
+    expect(sim.calls).toEqual(['register 3', 'convert 1 e2', 'convert 2 e2', 'transfer 0->1', 'convert 0 e2', 'register 4', 'finalize 1']);
     const reasons = events.events.map((event) => event.reason);
     expect(reasons).toEqual(expect.arrayContaining(['OperationStarted', 'PodStarting', 'NodeConverted', 'LeadershipTransferred', 'Finalized', 'OperationCompleted']));
 
@@ -191,7 +192,7 @@ describe('Reconciler against a real API server', () => {
     await drive('5 nodes on epoch 2', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 2
       && quorum.status.members?.length === 5 && quorum.status.operation == null);
     expect(sim.calls.filter((call) => call.startsWith('transfer'))).toEqual([]);
-    expect(sim.calls.slice(0, 3)).toEqual(['convert 1 e2', 'convert 2 e2', 'convert 0 e2']);
+    expect(sim.calls.filter((call) => call.startsWith('convert'))).toEqual(['convert 1 e2', 'convert 2 e2', 'convert 0 e2']);
     expect([...sim.nodes.values()].every((node) => node.config.epoch === 2 && node.config.prior === undefined)).toBe(true);
     const configMap = await get<KubernetesObject & { data: Record<string, string> }>(Resources.configMaps, 'zeta-bootstrap');
     // Once the change is done, a recreated pod boots on the configuration in force.
@@ -217,6 +218,35 @@ describe('Reconciler against a real API server', () => {
       && quorum.status.members?.length === 4 && quorum.status.operation == null);
     expect([...sim.nodes.values()].map((node) => node.config)).toEqual([0, 1, 2, 3].map(() => ({ epoch: 3, members: [0, 1, 2, 3] })));
     expect(events.events.filter((event) => event.reason === 'OperationRetargeted')).toHaveLength(1);
+  }, 120_000);
+
+  it('retargets right after a new server started, before it was registered, and still registers it', async () => {
+    const sim = new SimNodes('theta');
+    const kubelet = new FakeKubelet(clients, ns, 'theta', sim);
+    const events = new MemoryEventRecorder();
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'theta', { replicas: 3 }) });
+    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
+      await kubelet.sync();
+      await pass('theta', sim, events);
+      return done(await getQuorum('theta')) ? true : undefined;
+    }, 30_000);
+    await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'theta'), { spec: { replicas: 5 } });
+    // Passes until the StatefulSet is scaled for pod 3; the kubelet then starts it unregistered.
+    await eventually('pod 3 started', async () => {
+      await pass('theta', sim, events);
+      await kubelet.sync();
+      return sim.nodes.get(3) !== undefined ? true : undefined;
+    }, 30_000);
+    expect(sim.nodes.get(3)?.unregistered).toBe(true);
+    expect(sim.calls).not.toContain('register 3');
+    // The target changes before the operator has named pod 3 in the ConfigMap.
+    await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'theta'), { spec: { replicas: 4 } });
+    await drive('4 nodes on the retargeted epoch', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 3
+      && quorum.status.members?.length === 4 && quorum.status.operation == null);
+    expect(sim.calls).toContain('register 3');
+    expect([...sim.nodes.values()].every((node) => !node.unregistered)).toBe(true);
+    expect([...sim.nodes.values()].map((node) => node.config)).toEqual([0, 1, 2, 3].map(() => ({ epoch: 3, members: [0, 1, 2, 3] })));
   }, 120_000);
 
   it('rolls a new image pod by pod: followers first, the leader last after a transfer', async () => {

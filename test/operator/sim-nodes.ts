@@ -12,12 +12,12 @@ import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import type { KubeClients } from '../../operator/src/k8s/client.js';
 import { Resources, resourcePath } from '../../operator/src/k8s/rest.js';
 import { NodeAdminError, type NodeAdmin, type NodeStatus } from '../../operator/src/controller/node-admin.js';
-import { parseBootstrap, podOrdinal, selectorString } from '../../operator/src/controller/resources.js';
+import { BOOTSTRAP_CONFIG_KEY, emptyStartIsLoss, parseBootstrap, podOrdinal, selectorString } from '../../operator/src/controller/resources.js';
 import type { NodeConfig } from '../../operator/src/plan/config.js';
 
 /** Simulated nodes of one quorum, addressed by pod name. */
 export class SimNodes implements NodeAdmin {
-  readonly nodes = new Map<number, { config: NodeConfig }>();
+  readonly nodes = new Map<number, { config: NodeConfig; unregistered: boolean }>();
   leader: number | undefined;
   readonly calls: string[] = [];
 
@@ -29,9 +29,10 @@ export class SimNodes implements NodeAdmin {
     return ordinal;
   }
 
-  boot(ordinal: number, config: NodeConfig): void {
+  /** `unregistered`: a new server's first start that waits for Register, as a real node does. */
+  boot(ordinal: number, config: NodeConfig, unregistered = false): void {
     if (this.nodes.has(ordinal)) return;
-    this.nodes.set(ordinal, { config });
+    this.nodes.set(ordinal, { config, unregistered });
     if (this.leader === undefined) this.leader = this.elect();
   }
 
@@ -49,10 +50,10 @@ export class SimNodes implements NodeAdmin {
 
   async status(address: string): Promise<NodeStatus> {
     const ordinal = this.ordinal(address);
-    const node = this.nodes.get(ordinal) as { config: NodeConfig };
+    const node = this.nodes.get(ordinal) as { config: NodeConfig; unregistered: boolean };
     return {
       id: ordinal, role: this.leader === ordinal ? 'leader' : 'follower', leader: this.leader, config: node.config,
-      fenceEpoch: node.config.epoch, commit: 10, applied: 10, caughtUp: true, transferring: false, ready: true,
+      fenceEpoch: node.config.epoch, commit: 10, applied: 10, caughtUp: true, transferring: false, ready: true, unregistered: node.unregistered,
       lag: this.leader === ordinal ? [...this.nodes.keys()].map((id) => ({ id, lag: 0 })) : [],
     };
   }
@@ -65,9 +66,10 @@ export class SimNodes implements NodeAdmin {
     if (this.leader === ordinal) this.leader = this.elect();
   }
 
-  /** These nodes never start unregistered (they model a node before registration existed). */
   async register(address: string): Promise<void> {
-    this.calls.push(`register ${this.ordinal(address)}`);
+    const ordinal = this.ordinal(address);
+    this.calls.push(`register ${ordinal}`);
+    (this.nodes.get(ordinal) as { unregistered: boolean }).unregistered = false;
   }
 
   async transferLeadership(address: string, target: number): Promise<void> {
@@ -109,7 +111,9 @@ export class FakeKubelet {
       const configMap = await rest.get<V1ConfigMap>(resourcePath(Resources.configMaps, this.namespace, `${this.name}-bootstrap`));
       const bootstrap = parseBootstrap(configMap.data);
       if (bootstrap === undefined) continue;
-      this.sim.boot(ordinal, bootstrap.config);
+      // As node/src/io/config.ts `startsUnregistered` decides it from PAXOS_BOOTSTRAP_CONFIG.
+      const asked = (JSON.parse(configMap.data?.[BOOTSTRAP_CONFIG_KEY] ?? '{}') as { register?: unknown }).register === true;
+      this.sim.boot(ordinal, bootstrap.config, asked && bootstrap.joining && !emptyStartIsLoss(bootstrap, ordinal));
       const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       await rest.mergePatch(resourcePath(Resources.pods, this.namespace, pod.metadata?.name, 'status'), {
         status: {

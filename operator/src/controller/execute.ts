@@ -9,7 +9,7 @@ import { FIELD_MANAGER } from '../k8s/client.js';
 import { Resources, resourcePath } from '../k8s/rest.js';
 import { getOrUndefined, isConflict, kubeCall } from '../k8s/errors.js';
 import type { PaxosQuorum } from '../k8s/paxosquorum.js';
-import { sameConfig, type NodeConfig } from '../plan/config.js';
+import { sameConfig, sameMembers, type NodeConfig } from '../plan/config.js';
 import type { Action } from '../plan/steps.js';
 import type { NodeAdmin } from './node-admin.js';
 import type { NodeView } from './observe.js';
@@ -56,13 +56,19 @@ async function setReplicas(context: StepContext, replicas: number): Promise<void
 
 /**
  * The new servers of the joint configuration `joint` (members not in its prior) whose node has
- * reported holding it: they have run, so an empty disk under one of them is a lost disk.
+ * reported running as one: on `joint`, or on an earlier target of the same change (same prior),
+ * before a retarget. They have run, so an empty disk under one of them is a lost disk. Nodes
+ * not registered yet count too: they are to be named before they are registered.
  */
 export function startedServers(views: readonly NodeView[], joint: NodeConfig): number[] {
   const prior = joint.prior ?? [];
   return views
     .filter((view) => joint.members.includes(view.ordinal) && !prior.includes(view.ordinal))
-    .filter((view) => view.status !== undefined && sameConfig(view.status.config, joint) && (view.status.dataLoss ?? 'none') === 'none')
+    .filter((view) => {
+      const config = view.status?.config;
+      if (config === undefined || (view.status?.dataLoss ?? 'none') !== 'none') return false;
+      return sameConfig(config, joint) || (config.prior !== undefined && sameMembers(config.prior, prior) && config.members.includes(view.ordinal));
+    })
     .map((view) => view.ordinal)
     .sort((a, b) => a - b);
 }

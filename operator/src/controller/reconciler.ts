@@ -21,7 +21,7 @@ import {
   InvalidSpecError, PaxosQuorumApi, parseSpec, withFinalizer, withoutFinalizer,
   type OperationStatus, type PaxosQuorum, type PaxosQuorumSpec, type PaxosQuorumStatus,
 } from '../k8s/paxosquorum.js';
-import { jointConfig, ordinals, sameConfig, type NodeConfig } from '../plan/config.js';
+import { jointConfig, ordinals, sameConfig, sameMembers, type NodeConfig } from '../plan/config.js';
 import { nextStep } from '../plan/next-step.js';
 import { newestConfig } from '../plan/observation.js';
 import { describeStep, isAction, type Step } from '../plan/steps.js';
@@ -312,11 +312,17 @@ export class Reconciler {
     quorum: PaxosQuorum, current: Bootstrap | undefined, views: readonly NodeView[], operation: OperationRecord,
   ): Promise<Bootstrap | undefined> {
     const joint = jointConfig(operation.epoch, operation.target, operation.original);
-    // The ConfigMap is pointed at the joint configuration by the change's first StartPod.
-    if (current === undefined || !sameConfig(current.config, joint)) return current;
-    const known = new Set(current.started ?? []);
+    if (current === undefined) return current;
+    // The ConfigMap is pointed at the joint configuration by the change's first StartPod. After a
+    // retarget it may still hold the change's earlier target (same prior, older epoch): it moves
+    // to the new one here, keeping the names that are still new servers, or a new server that
+    // ran on the earlier target could never be named, hence never registered.
+    const retargeted = current.config.prior !== undefined && sameMembers(current.config.prior, operation.original)
+      && current.config.epoch < joint.epoch;
+    if (!sameConfig(current.config, joint) && !retargeted) return current;
+    const known = new Set((current.started ?? []).filter((ordinal) => joint.members.includes(ordinal) && !operation.original.includes(ordinal)));
     const started = [...new Set([...known, ...startedServers(views, joint)])].sort((a, b) => a - b);
-    if (started.length === known.size) return current;
+    if (!retargeted && started.length === known.size) return current;
     const bootstrap: Bootstrap = { config: joint, joining: true, started };
     await this.writeBootstrap(quorum, bootstrap);
     return bootstrap;
