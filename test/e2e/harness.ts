@@ -45,6 +45,8 @@ export interface StepResult {
   to: number;
   mode: 'Transfer' | 'Election';
   wall_ms: number;
+  /** For a slow step: what convergence waited for, each reason with its time. */
+  waits?: string[];
   max_stall_ms: number;
   failed_ops: number;
   acked_writes: number;
@@ -153,11 +155,23 @@ export class E2eEnv {
     return undefined;
   }
 
+  /** What the last waitConverged waited for, each change of reason with its time. */
+  waits: string[] = [];
+
   async waitConverged(replicas: number, timeoutMs = 240_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    this.waits = [];
+    const start = Date.now();
+    const deadline = start + timeoutMs;
     let why: string | undefined = 'not checked';
     while (Date.now() < deadline) {
-      why = await this.notConverged(replicas).catch((e: unknown) => `error: ${(e as Error).message}`);
+      const now = await this.notConverged(replicas).catch((e: unknown) => `error: ${(e as Error).message}`);
+      // Each change of reason, timed: a slow step then says what it waited for.
+      if (now !== why && now !== undefined) {
+        const line = `+${Date.now() - start} ms: ${now}`;
+        this.waits.push(line);
+        this.log(`waiting ${line}`);
+      }
+      why = now;
       if (why === undefined) return;
       await sleep(500);
     }
@@ -335,6 +349,9 @@ export interface StepSpec {
  * One scale step under write load: changes the size, waits until converged, then reads every
  * acknowledged write back and checks the history.
  */
+/** Steps slower than this record what they waited for (`StepResult.waits`). */
+const SLOW_STEP_MS = 15_000;
+
 export async function scaleStep(env: E2eEnv, writer: Writer, step: StepSpec): Promise<StepResult> {
   const before = await env.pq();
   const from = before.spec.replicas;
@@ -366,6 +383,8 @@ export async function scaleStep(env: E2eEnv, writer: Writer, step: StepSpec): Pr
     linearizable: lin.ok,
     fault: step.during !== undefined,
     ...(note || !lin.ok || lost.length ? { note: [note, lin.ok ? '' : `not linearizable: ${lin.detail}`, lost.length ? `lost: ${lost.slice(0, 5).join(', ')}` : ''].filter(Boolean).join('; ') } : {}),
+    // A step much slower than usual says what it waited for.
+    ...(t1 - t0 > SLOW_STEP_MS ? { waits: env.waits } : {}),
   };
   env.log(`step ${JSON.stringify(result)}`);
   return result;
