@@ -74,6 +74,15 @@ describe('regressions found by long runs', () => {
     const r = runSeed({ seed });
     expect(r.violations.map((v) => v.message)).toEqual([]);
   });
+
+  // The operator removed a member after the survivor reported the finalized configuration, which
+  // a crash then took back (it was not yet synced): the survivor needed the removed member to
+  // learn the finalize again (liveness, 1 of 20,000 seeds). node/src/core/durable-status.test.ts
+  // is the directed version.
+  it('seed 31313: a shrink whose survivor crashes right after the finalize completes', () => {
+    const r = runSeed({ seed: 31313 });
+    expect(r.violations.map((v) => v.message)).toEqual([]);
+  });
 });
 
 describe('acceptor amnesia (members losing their disks)', () => {

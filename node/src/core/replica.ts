@@ -101,6 +101,8 @@ export class Replica implements ReplicaApi {
   private dataLoss: DataLoss | undefined;
   /** See `HardState.unregistered`. */
   private unregistered: boolean;
+  /** The configuration of the newest hard state known durable (advanced with mustSync). */
+  private durableConfig: Config;
   private readonly log: AcceptorLog;
 
   // Volatile state.
@@ -174,6 +176,7 @@ export class Replica implements ReplicaApi {
     this.knownFence = state.hard.fenceEpoch;
     this.dataLoss = state.hard.dataLoss;
     this.unregistered = state.hard.unregistered === true;
+    this.durableConfig = state.hard.config;
     this.maxRoundSeen = state.hard.promised.round;
     this.log = new AcceptorLog(state.snapshot, state.entries);
     // The commit hint is trusted only over entries actually present: the WAL writes entries
@@ -357,6 +360,7 @@ export class Replica implements ReplicaApi {
   advance(rd: Ready): void {
     if (rd !== this.outstanding) throw new Error('advance() of a Ready that is not outstanding');
     this.outstanding = undefined;
+    if (rd.hardState !== undefined && rd.mustSync) this.durableConfig = rd.hardState.config;
     if (this.role !== 'leader') return;
     // Our own acceptance counts once it is durable: this is what lets the driver send this
     // Ready's accepts before persisting it (see `sendableBeforePersist`).
@@ -378,7 +382,9 @@ export class Replica implements ReplicaApi {
       role: this.role,
       leader: this.leader,
       ballot: this.ballot,
-      config: this.config,
+      // Only a durable configuration is reported: whoever acts on it (the operator deleting a
+      // removed member's volume after a finalize) must not see one a crash could take back.
+      config: this.durableConfig,
       fenceEpoch: this.fenceEpoch,
       commit: this.commit,
       applied: this.emitted,
