@@ -401,7 +401,11 @@ class ContainerRunner {
     if (final && this.spec.lifecycle?.preStop) {
       await Promise.race([runProbe(this.spec.lifecycle.preStop, this.probeContext(), graceMs), sleep(graceMs)]);
     }
-    await proc.stop(Math.max(0, deadline - Date.now()));
+    const started = Date.now();
+    if (await proc.stop(Math.max(0, deadline - Date.now()))) {
+      // Worth a warning: a process that ignores SIGTERM costs every scale-down its whole grace period.
+      this.pod.kubelet.log.warn({ pod: this.pod.key, container: this.spec.name, waitedMs: Date.now() - started }, 'container did not exit on SIGTERM within its grace period: killed');
+    }
     await this.exitHandled;
   }
 }

@@ -153,10 +153,11 @@ export class ManagedProcess {
    * Stops the process group: SIGTERM, then SIGKILL after `graceMs`.
    * Only signals the group this object created.
    */
-  async stop(graceMs = 10_000): Promise<void> {
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves true when it had to kill. */
+  async stop(graceMs = 10_000): Promise<boolean> {
     if (!this.running) {
       await this.exited;
-      return;
+      return false;
     }
     this.signalGroup('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
@@ -171,5 +172,6 @@ export class ManagedProcess {
       this.signalGroup('SIGKILL');
       await this.exited;
     }
+    return timedOut;
   }
 }
