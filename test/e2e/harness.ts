@@ -124,7 +124,11 @@ export class E2eEnv {
     const pq = await this.pq();
     const st = pq.status ?? {};
     if ((st.observedGeneration ?? 0) < (pq.metadata.generation ?? 0)) return `observedGeneration ${st.observedGeneration} < ${pq.metadata.generation}`;
-    if (st.operation) return `operation in progress: ${st.operation.kind} ${st.operation.from}->${st.operation.to} step ${st.operation.step}/${st.operation.totalSteps} (${st.operation.description})`;
+    if (st.operation) {
+      // The Progressing message says what the operator itself waits for (e.g. "wait: pod 4 ...").
+      const progressing = st.conditions?.find((c) => c.type === 'Progressing')?.message;
+      return `operation in progress: ${st.operation.kind} ${st.operation.from}->${st.operation.to} step ${st.operation.step}/${st.operation.totalSteps} (${st.operation.description})${progressing ? `; operator: ${progressing}` : ''}`;
+    }
     const avail = st.conditions?.find((c) => c.type === 'Available');
     if (st.phase !== 'Available' || avail?.status !== 'True') return `phase ${st.phase}, Available=${avail?.status} (${avail?.message ?? ''})`;
     const members = st.members ?? [];
