@@ -56,6 +56,23 @@ describe('Reconciler against a real API server', () => {
   const listPods = async (name: string): Promise<V1Pod[]> =>
     (await rest.get<{ items: V1Pod[] }>(resourcePath(Resources.pods, ns), { labelSelector: `app.kubernetes.io/instance=${name}` })).items;
 
+  /**
+   * A quorum on simulated nodes, created with `spec`, and `drive`: kubelet sync and one pass,
+   * repeated until `done` holds for the stored PaxosQuorum.
+   */
+  async function simQuorum(name: string, spec: Parameters<typeof quorumManifest>[2], timeoutMs = 60_000) {
+    const sim = new SimNodes(name);
+    const kubelet = new FakeKubelet(clients, ns, name, sim);
+    const events = new MemoryEventRecorder();
+    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, name, spec) });
+    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
+      await kubelet.sync();
+      await pass(name, sim, events);
+      return done(await getQuorum(name)) ? true : undefined;
+    }, timeoutMs);
+    return { sim, kubelet, events, drive };
+  }
+
   /** One pass with a fresh reconciler (no memory between passes: as if the operator restarted). */
   async function pass(name: string, admin: NodeAdmin, events = new MemoryEventRecorder(), clock?: () => Date): Promise<string[]> {
     const reconciler = new Reconciler({
@@ -179,14 +196,7 @@ describe('Reconciler against a real API server', () => {
   }, 240_000);
 
   it('expands in Election mode: the leader converts in place, with no transfer', async () => {
-    const sim = new SimNodes('zeta');
-    const kubelet = new FakeKubelet(clients, ns, 'zeta', sim);
-    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'zeta', { replicas: 3, reconfiguration: { mode: 'Election' } }) });
-    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
-      await kubelet.sync();
-      await pass('zeta', sim);
-      return done(await getQuorum('zeta')) ? true : undefined;
-    }, 60_000);
+    const { sim, drive } = await simQuorum('zeta', { replicas: 3, reconfiguration: { mode: 'Election' } });
     await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
     await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'zeta'), { spec: { replicas: 5 } });
     await drive('5 nodes on epoch 2', (quorum) => quorum.status?.phase === 'Available' && quorum.status.configEpoch === 2
@@ -201,15 +211,7 @@ describe('Reconciler against a real API server', () => {
   }, 120_000);
 
   it('retargets a change before finalization (3 -> 5 becomes 3 -> 4) and records why', async () => {
-    const sim = new SimNodes('eta');
-    const kubelet = new FakeKubelet(clients, ns, 'eta', sim);
-    const events = new MemoryEventRecorder();
-    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'eta', { replicas: 3 }) });
-    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
-      await kubelet.sync();
-      await pass('eta', sim, events);
-      return done(await getQuorum('eta')) ? true : undefined;
-    }, 60_000);
+    const { sim, events, drive } = await simQuorum('eta', { replicas: 3 });
     await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
     await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'eta'), { spec: { replicas: 5 } });
     await drive('the first converted follower', () => sim.calls.includes('convert 1 e2'));
@@ -221,15 +223,7 @@ describe('Reconciler against a real API server', () => {
   }, 120_000);
 
   it('retargets right after a new server started, before it was registered, and still registers it', async () => {
-    const sim = new SimNodes('theta');
-    const kubelet = new FakeKubelet(clients, ns, 'theta', sim);
-    const events = new MemoryEventRecorder();
-    await cluster?.cp.kubectl(['apply', '-f', '-'], { input: quorumManifest(ns, 'theta', { replicas: 3 }) });
-    const drive = (what: string, done: (quorum: PaxosQuorum) => boolean): Promise<unknown> => eventually(what, async () => {
-      await kubelet.sync();
-      await pass('theta', sim, events);
-      return done(await getQuorum('theta')) ? true : undefined;
-    }, 30_000);
+    const { sim, kubelet, events, drive } = await simQuorum('theta', { replicas: 3 }, 30_000);
     await drive('3 running nodes', (quorum) => quorum.status?.phase === 'Available');
     await rest.mergePatch(resourcePath(PAXOSQUORUMS, ns, 'theta'), { spec: { replicas: 5 } });
     // Passes until the StatefulSet is scaled for pod 3; the kubelet then starts it unregistered.

@@ -132,11 +132,11 @@ export class Replica implements ReplicaApi {
   private electedWith = new Set<NodeId>();
   private firstSlotOfTerm = 0;
   /**
-   * The highest slot whose value may have been chosen before this leader's term: the top of
-   * the range phase 1 recovered (every earlier choice is at or below it, or it would be in a
-   * promise). A read index is only as good as a commit index at or above it.
+   * The commit index a read index needs in this term: the first slot of our ballot, and the top
+   * of the range phase 1 recovered (every value chosen before the term is at or below it, or it
+   * would be in a promise; each re-proposed slot is chosen on its own).
    */
-  private recoveredTop = 0;
+  private readFloor = 0;
   private nextSlot = 1;
   /** Slot of a proposed finalize entry not yet chosen: nothing is proposed above it meanwhile. */
   private barrierSlot: number | undefined;
@@ -626,7 +626,7 @@ export class Replica implements ReplicaApi {
     // Re-propose every recovered value in our ballot, fill holes with no-ops, and end with a
     // no-op so that the first entry of our ballot gets chosen even when nothing was recovered.
     const top = Math.max(c.fromSlot - 1, ...c.recovered.keys());
-    this.recoveredTop = top;
+    this.readFloor = Math.max(c.fromSlot, top);
     for (let s = c.fromSlot; s <= top; s++) {
       const command = c.recovered.get(s)?.command ?? { kind: 'noop' as const };
       if (this.barrierSlot !== undefined) this.deferred.push([s, command]);
@@ -1073,13 +1073,9 @@ export class Replica implements ReplicaApi {
     };
   }
 
-  /**
-   * Whether this leader's commit index covers everything chosen before its term: every slot
-   * phase 1 recovered (re-proposed in our ballot, each chosen on its own: the first one chosen
-   * says nothing about the later ones) and the first slot of our ballot.
-   */
+  /** Whether this leader's commit index covers everything chosen before its term (`readFloor`). */
   private termCommitKnown(): boolean {
-    return this.commit >= Math.max(this.firstSlotOfTerm, this.recoveredTop);
+    return this.commit >= this.readFloor;
   }
 
   /** Whether this node ignores some proposers' messages: it lost its disk, or is unregistered. */

@@ -218,8 +218,17 @@ export function clientAddress(config: NodeConfig, id: NodeId): string | undefine
  */
 export function lostDataAtStart(config: NodeConfig): boolean {
   const b = config.bootstrapConfig;
-  if (!config.joining || !b) return false;
-  return (b.prior ?? b.members).includes(config.id) || (b.started ?? []).includes(config.id);
+  return config.joining && b !== undefined && votedBefore(b, config.id);
+}
+
+/**
+ * Whether node `id`, joining under bootstrap configuration `b`, has voted before: it is a voter
+ * of the running quorum (in `prior` if there is one, else in `members`) or a new server of the
+ * change named in `started`. The operator registers a new server only once this holds for the
+ * bootstrap it has stored (see `lostDataAtStart`, `startsUnregistered`).
+ */
+export function votedBefore(b: { readonly members: readonly NodeId[]; readonly prior?: readonly NodeId[]; readonly started?: readonly NodeId[] }, id: NodeId): boolean {
+  return (b.prior ?? b.members).includes(id) || (b.started ?? []).includes(id);
 }
 
 /**

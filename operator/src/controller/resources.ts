@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet, V1Container, V1OwnerReference, V1PodSpec } from '@kubernetes/client-node';
+import { votedBefore } from '../../../node/src/io/config.js';
 import { formatConfig, type NodeConfig } from '../plan/config.js';
 import { API_VERSION, GROUP, KIND, type PaxosQuorum, type PaxosQuorumSpec } from '../k8s/paxosquorum.js';
 import { APP_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY } from '../k8s/informers.js';
@@ -235,8 +236,7 @@ export function bootstrapData(bootstrap: Bootstrap): Record<string, string> {
  * as a new server named in `started`. Only then may the operator register it.
  */
 export function emptyStartIsLoss(bootstrap: Bootstrap, ordinal: number): boolean {
-  if (!bootstrap.joining) return false;
-  return (bootstrap.config.prior ?? bootstrap.config.members).includes(ordinal) || (bootstrap.started ?? []).includes(ordinal);
+  return bootstrap.joining && votedBefore({ ...bootstrap.config, ...(bootstrap.started === undefined ? {} : { started: bootstrap.started }) }, ordinal);
 }
 
 /** Parses the ConfigMap's data back; undefined if malformed. */
