@@ -7,6 +7,7 @@ import { jest } from '@jest/globals';
 import { PaxosClient, PaxosClientError } from '../../node/src/client/index.js';
 import type { Config } from '../../node/src/core/types.js';
 import { ProcessCluster, until } from './harness.js';
+import { PlainWriter } from './plain-writer.js';
 
 jest.setTimeout(300_000);
 
@@ -40,6 +41,11 @@ describe('process cluster: online reconfiguration', () => {
         }
       }
     })();
+
+    // A client written from the proto alone (no retries): every answer but OK is a refusal it
+    // sees. Reconfiguration must not cause any.
+    const plain = new PlainWriter({ endpoints: cluster.endpoints([leader, ...[0, 1, 2, 3, 4].filter((id) => id !== leader)]), deadlineMs: 10_000, intervalMs: 5, lanes: 4 });
+    plain.start();
 
     /** The leader among the running nodes, once they all agree on it. */
     const leaderOf = async (running: number[]): Promise<number> => cluster.waitStable(running);
@@ -122,6 +128,14 @@ describe('process cluster: online reconfiguration', () => {
     writing = false;
     await writer;
     client.close();
+    await plain.stop();
+    plain.close();
+    // A NOT_LEADER answer is the proto's redirect: the node stopped leading (the test moves
+    // leadership four times) and the client must go elsewhere. Nothing else may be refused:
+    // writes that arrive while a finalize or a handover is in flight wait for it.
+    const refusedOtherwise = Object.fromEntries(Object.entries(plain.counts.refused).filter(([code]) => code !== 'NOT_LEADER'));
+    expect({ refusedOtherwise, samples: plain.counts.samples.filter((m) => !m.includes('NOT_LEADER')) }).toEqual({ refusedOtherwise: {}, samples: [] });
+    expect(plain.counts.ok).toBeGreaterThan(10);
     expect(acked.size).toBeGreaterThan(10);
     const reader = new PaxosClient({ endpoints: cluster.endpoints([0, 1, 2]), deadlineMs: 20_000 });
     try {

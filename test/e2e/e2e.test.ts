@@ -92,7 +92,7 @@ describe('paxos-operator end to end', () => {
     afterAll(async () => {
       await writer?.stop();
       const s = summarize(steps, { notes, source: 'jest' });
-      process.stderr.write(`e2e summary ${JSON.stringify({ failed_ops: s.failed_ops, lost_writes: s.lost_writes, linearizable: s.linearizable, max_stall_ms_transfer: s.max_stall_ms_transfer, max_stall_ms_election: s.max_stall_ms_election })}\n`);
+      process.stderr.write(`e2e summary ${JSON.stringify({ failed_ops: s.failed_ops, refusals: s.refusals, lost_writes: s.lost_writes, linearizable: s.linearizable, max_stall_ms_transfer: s.max_stall_ms_transfer, max_stall_ms_election: s.max_stall_ms_election })}\n`);
     }, 60_000);
   });
 

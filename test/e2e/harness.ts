@@ -49,6 +49,13 @@ export interface StepResult {
   waits?: string[];
   max_stall_ms: number;
   failed_ops: number;
+  /**
+   * Failed attempts inside the library's calls, which its retries hid: what a client without
+   * retries would have seen. By status name, NOT_LEADER answers as `NOT_LEADER`; includes
+   * transport errors (a deleted pod's refused connection is UNAVAILABLE too).
+   */
+  refusals: number;
+  refusals_by_code: Record<string, number>;
   acked_writes: number;
   writes_per_s: number;
   lost_writes: number;
@@ -217,6 +224,8 @@ export class Writer {
   readonly ackTimes: number[] = [];
   failed = 0;
   failures: string[] = [];
+  /** Every failed attempt of the client's calls (writes and reads), by status name. */
+  readonly refusals: Record<string, number> = {};
   private readonly seqs: number[];
   private running = false;
   private loops: Promise<void>[] = [];
@@ -224,7 +233,17 @@ export class Writer {
   private readonly t0 = Date.now();
 
   constructor(endpoints: readonly string[], private readonly workers = 4, private readonly rate = 200) {
-    this.client = new PaxosClient({ endpoints, deadlineMs: 15_000, attemptTimeoutMs: 1000, maxInflight: workers + 2, backoffMaxMs: 250 });
+    this.client = new PaxosClient({
+      endpoints,
+      deadlineMs: 15_000,
+      attemptTimeoutMs: 1000,
+      maxInflight: workers + 2,
+      backoffMaxMs: 250,
+      onAttemptError: (e) => {
+        const code = e.notLeader ? 'NOT_LEADER' : e.codeName;
+        this.refusals[code] = (this.refusals[code] ?? 0) + 1;
+      },
+    });
     this.seqs = Array.from({ length: workers }, () => 0);
   }
 
@@ -364,6 +383,7 @@ export async function scaleStep(env: E2eEnv, writer: Writer, step: StepSpec): Pr
     await env.kubectl(['patch', 'paxosquorum', QUORUM, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { reconfiguration: { mode } } })]);
   }
   const failedBefore = writer.failed;
+  const refusalsBefore = { ...writer.refusals };
   const t0 = Date.now();
   if (step.via === 'scale') await env.kubectl(['scale', `paxosquorum/${QUORUM}`, '-n', NS, `--replicas=${step.to}`]);
   else await env.kubectl(['patch', 'paxosquorum', QUORUM, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { replicas: step.to } })]);
@@ -381,6 +401,7 @@ export async function scaleStep(env: E2eEnv, writer: Writer, step: StepSpec): Pr
     wall_ms: t1 - t0,
     max_stall_ms: writer.maxStall(t0, t1),
     failed_ops: writer.failed - failedBefore,
+    ...refusalsSince(refusalsBefore, writer.refusals),
     acked_writes: acked,
     writes_per_s: Math.round((acked * 1000) / Math.max(1, t1 - t0)),
     lost_writes: lost.length,
@@ -392,6 +413,12 @@ export async function scaleStep(env: E2eEnv, writer: Writer, step: StepSpec): Pr
   };
   env.log(`step ${JSON.stringify(result)}`);
   return result;
+}
+
+function refusalsSince(before: Record<string, number>, now: Record<string, number>): Pick<StepResult, 'refusals' | 'refusals_by_code'> {
+  const byCode: Record<string, number> = {};
+  for (const [code, n] of Object.entries(now)) if (n > (before[code] ?? 0)) byCode[code] = n - (before[code] ?? 0);
+  return { refusals: Object.values(byCode).reduce((a, b) => a + b, 0), refusals_by_code: byCode };
 }
 
 /** Deletes the operator pod holding the Lease once an expansion has started a new pod. */
@@ -443,6 +470,8 @@ export const SCALE_STEPS: readonly StepSpec[] = [
 /** The JSON summary `npm run e2e -- --json` prints. */
 export interface Summary {
   failed_ops: number;
+  /** Failed attempts hidden by the library's retries, over all steps (see `StepResult.refusals`). */
+  refusals: number;
   lost_writes: number;
   linearizable: boolean;
   max_stall_ms_transfer: number;
@@ -457,6 +486,7 @@ export function summarize(steps: readonly StepResult[], extra: Record<string, un
   const max = (m: string): number => Math.max(0, ...steps.filter((s) => s.mode === m && !s.fault).map((s) => s.max_stall_ms));
   return {
     failed_ops: steps.reduce((a, s) => a + s.failed_ops, 0),
+    refusals: steps.reduce((a, s) => a + s.refusals, 0),
     // Read-back is cumulative: the last step's count covers every write acknowledged so far.
     lost_writes: Math.max(0, ...steps.map((s) => s.lost_writes)),
     linearizable: steps.length > 0 && steps.every((s) => s.linearizable) && (last?.linearizable ?? false),

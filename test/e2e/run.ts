@@ -97,11 +97,11 @@ writeResults(summary);
 say(`results in ${RESULTS_FILE}`);
 const ok = problems.length === 0 && steps.length === SCALE_STEPS.length && summary.failed_ops === 0 && summary.lost_writes === 0 && summary.linearizable;
 if (!json) {
-  for (const s of steps) say(`${s.name}: ${s.wall_ms} ms, stall ${s.max_stall_ms} ms, failed ${s.failed_ops}, lost ${s.lost_writes}, ${s.writes_per_s} w/s${s.note ? ` (${s.note})` : ''}`);
+  for (const s of steps) say(`${s.name}: ${s.wall_ms} ms, stall ${s.max_stall_ms} ms, failed ${s.failed_ops}, refused attempts ${s.refusals} ${JSON.stringify(s.refusals_by_code)}, lost ${s.lost_writes}, ${s.writes_per_s} w/s${s.note ? ` (${s.note})` : ''}`);
   for (const n of notes) say(`note: ${n}`);
   for (const p of problems) say(`PROBLEM: ${p}`);
   say(ok ? 'e2e passed' : 'e2e FAILED');
 }
-const { steps: stepList, failed_ops, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election } = summary;
-if (json) process.stdout.write(`${JSON.stringify({ failed_ops, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
+const { steps: stepList, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election } = summary;
+if (json) process.stdout.write(`${JSON.stringify({ failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
 process.exit(ok ? 0 : 1);

@@ -123,6 +123,24 @@ describe('PaxosClient leader hints', () => {
     }
   });
 
+  it('reports every failed attempt to onAttemptError, also those its retries hid', async () => {
+    const [n0, n1, n2] = nodes as [FakeNode, FakeNode, FakeNode];
+    cluster.hint = (id) => `localhost:${(nodes[id] as FakeNode).port}`;
+    const seen: string[] = [];
+    const client = new PaxosClient({
+      endpoints: [n2.endpoint, n0.endpoint],
+      deadlineMs: 3000,
+      onAttemptError: (e, endpoint) => seen.push(`${e.notLeader ? 'NOT_LEADER' : e.codeName}@${endpoint}`),
+    });
+    try {
+      expect(await client.put('k', 'v')).toBeNull();
+      expect(n1.puts).toHaveLength(1);
+      expect(seen).toEqual([`NOT_LEADER@${n2.endpoint}`]);
+    } finally {
+      client.close();
+    }
+  });
+
   it('follows a resolvable hint directly, without Status calls', async () => {
     const [n0, n1, n2] = nodes as [FakeNode, FakeNode, FakeNode];
     // Same node, other spelling: proves the client went to the hinted address itself.

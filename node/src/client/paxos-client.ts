@@ -47,6 +47,12 @@ export interface PaxosClientOptions {
   /** Use the Pipeline stream instead of unary calls. */
   readonly pipeline?: boolean;
   readonly random?: () => number;
+  /**
+   * Observer of every failed attempt (the call itself may still succeed on a retry): what the
+   * server answered, or the transport error, and where it was sent. For tests and metrics that
+   * count what a client without retries would have seen. Must not throw.
+   */
+  readonly onAttemptError?: (error: PaxosClientError, endpoint: string) => void;
 }
 
 /** A key and its value. */
@@ -214,6 +220,7 @@ export class PaxosClient {
         return await this.attempt<Res>(target, op, request, Math.min(left, this.attemptMs));
       } catch (err) {
         const e = fromServiceError(err as Error);
+        this.options.onAttemptError?.(e, target);
         if (!e.retryable) throw e;
         last = e;
         let immediate = false;

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus, SnapshotMeta } from '../core/types.js';
 import { Driver } from './driver.js';
-import { BusyError, NotLeaderError, OutcomeUnknownError } from './errors.js';
+import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError } from './errors.js';
 import { Storage } from './storage.js';
 
 const config = { epoch: 1, members: [0, 1, 2] };
@@ -25,8 +25,11 @@ class FakeReplica implements ReplicaApi {
   reads: number[] = [];
   tick(): void {}
   step(): void {}
+  /** A leader-side refusal the next proposals get (a finalize or a handover in flight). */
+  refusing: 'reconfiguring' | 'transferring' | undefined;
   propose(commands: readonly Command[]) {
     if (this.role !== 'leader') return { ok: false as const, reason: 'notLeader' as const, leader: this.leader };
+    if (this.refusing) return { ok: false as const, reason: this.refusing };
     this.proposals.push([...commands]);
     const firstSlot = this.nextSlot;
     this.nextSlot += commands.length;
@@ -130,6 +133,7 @@ describe('Driver', () => {
     snapshotThreshold?: number;
     onFatal?: (err: unknown) => void;
     patchStorage?: () => void;
+    now?: () => number;
   } = {}): Promise<void> {
     await driver.stop();
     ({ storage } = Storage.open(dir, options.fs === undefined ? {} : { fs: options.fs }));
@@ -145,6 +149,7 @@ describe('Driver', () => {
       onFatal: options.onFatal ?? ((err) => {
         throw err;
       }),
+      ...(options.now === undefined ? {} : { now: options.now }),
     });
   }
 
@@ -193,6 +198,56 @@ describe('Driver', () => {
     const err = await p.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotLeaderError);
     expect(err).toMatchObject({ leader: 2, leaderAddr: 'node-2:7001' });
+  });
+
+  it.each(['reconfiguring', 'transferring'] as const)('holds writes while the leader refuses them as %s, and proposes them in order once it no longer does', async (reason) => {
+    replica.refusing = reason;
+    const a = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' });
+    await turn();
+    const b = driver.submit('c2', 1, { type: 'put', key: 'k', value: 'b' });
+    let settledEarly = false;
+    void Promise.race([a, b]).then(
+      () => (settledEarly = true),
+      () => (settledEarly = true),
+    );
+    driver.tick();
+    await turn();
+    expect(settledEarly).toBe(false);
+    expect(replica.proposals).toHaveLength(0);
+    expect(driver.pendingCount).toBe(2);
+    replica.refusing = undefined; // the finalize was chosen (or the handover gave up)
+    driver.tick();
+    expect(replica.proposals).toEqual([[expect.objectContaining({ client: 'c1' }), expect.objectContaining({ client: 'c2' })]]);
+    replica.queued = { committed: [kv(1, 'c1', 1, 'a'), kv(2, 'c2', 1, 'b')] };
+    driver.receive({ from: 1, to: 0, epoch: 1, type: 'timeoutNow' });
+    expect(await a).toEqual({ ok: true, value: null });
+    expect(await b).toEqual({ ok: true, value: 'a' });
+  });
+
+  it('held writes count against the pending bound, and go to the new leader when this node stops leading', async () => {
+    replica.refusing = 'transferring';
+    const held = Array.from({ length: 5 }, (_, i) => driver.submit(`c${i}`, 1, { type: 'put', key: 'k', value: 'v' }));
+    await turn();
+    await expect(driver.submit('c', 99, { type: 'get', key: 'k' })).rejects.toBeInstanceOf(BusyError);
+    replica.role = 'follower';
+    replica.leader = 2;
+    driver.tick();
+    for (const p of held) await expect(p).rejects.toMatchObject({ name: 'NotLeaderError', leader: 2, leaderAddr: 'node-2:7001' });
+    expect(driver.pendingCount).toBe(0);
+  });
+
+  it('a held write that outlives the request timeout fails with DEADLINE_EXCEEDED and is never proposed', async () => {
+    let now = 1_000;
+    await restartDriver({ now: () => now });
+    replica.refusing = 'reconfiguring';
+    const p = driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' });
+    await turn();
+    now += 10_001;
+    driver.tick();
+    await expect(p).rejects.toBeInstanceOf(RequestTimeoutError);
+    replica.refusing = undefined;
+    driver.tick();
+    expect(replica.proposals).toHaveLength(0);
   });
 
   it('refuses beyond the pending bound with BusyError', async () => {

@@ -136,9 +136,9 @@ export class Driver {
     return this.lastStatus;
   }
 
-  /** Requests waiting for a result. */
+  /** Requests waiting for a result (a queued write is in `pendingByKey` too: counted once). */
   get pendingCount(): number {
-    return this.pendingByKey.size + this.proposalQueue.length + this.pendingReads.size;
+    return this.pendingByKey.size + this.pendingReads.size;
   }
 
   /** True when this node knows a leader and has caught up: it may serve and report ready. */
@@ -371,6 +371,16 @@ export class Driver {
     this.proposalQueue = [];
     const result = this.deps.replica.propose(batch.map((p) => p.command));
     if (!result.ok) {
+      if (result.reason === 'reconfiguring' || result.reason === 'transferring') {
+        // A finalize or a leadership handover is in flight: it settles in a few round trips, so
+        // the requests wait for it (in order, ahead of newer ones) instead of being refused. The
+        // wait is bounded like any other: they count against `maxPendingRequests` and expire
+        // after `requestTimeoutMs` (see `expire`). Every drain retries them; the drain that
+        // follows the finalize being chosen (or this node losing leadership: then they are
+        // refused with a hint to the new leader) settles them.
+        this.proposalQueue = batch.concat(this.proposalQueue);
+        return;
+      }
       const err = this.refusalError(result);
       for (const p of batch) this.settleWrite(p, (w) => w.reject(err));
       return;
