@@ -253,10 +253,10 @@ export class Replica implements ReplicaApi {
   }
 
   transferLeadership(target: NodeId): AdminResult {
-    if (this.role !== 'leader') return { ok: false, error: 'not the leader' };
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', error: 'not the leader' };
     if (target === this.id) return { ok: true };
     // The target may be a new server outside our configuration that already replicates from us.
-    if (!this.progress.has(target)) return { ok: false, error: `node ${target} is neither a member nor a learner here` };
+    if (!this.progress.has(target)) return { ok: false, reason: 'unknownTarget', error: `node ${target} is neither a member nor a learner here` };
     this.transferTarget = target;
     this.transferElapsed = 0;
     this.maybeSendTimeoutNow();
@@ -265,13 +265,13 @@ export class Replica implements ReplicaApi {
 
   convert(config: Config): AdminResult {
     const problem = configProblem(config);
-    if (problem !== undefined) return { ok: false, error: `invalid configuration: ${problem}` };
+    if (problem !== undefined) return { ok: false, reason: 'invalidConfig', error: `invalid configuration: ${problem}` };
     if (sameConfig(config, this.config)) return { ok: true };
     if (config.epoch <= this.config.epoch) {
-      return { ok: false, error: `configuration epoch ${config.epoch} is not above the current epoch ${this.config.epoch}` };
+      return { ok: false, reason: 'staleEpoch', error: `configuration epoch ${config.epoch} is not above the current epoch ${this.config.epoch}` };
     }
     if (config.epoch <= this.fenceEpoch) {
-      return { ok: false, error: `configuration epoch ${config.epoch} is not above the finalized epoch ${this.fenceEpoch}` };
+      return { ok: false, reason: 'staleEpoch', error: `configuration epoch ${config.epoch} is not above the finalized epoch ${this.fenceEpoch}` };
     }
     this.config = config;
     if (this.dataLoss !== undefined && config.members.includes(this.id) && config.prior !== undefined && !config.prior.includes(this.id)) {
@@ -293,11 +293,11 @@ export class Replica implements ReplicaApi {
   }
 
   finalize(): AdminResult {
-    if (this.role !== 'leader') return { ok: false, error: 'not the leader' };
-    if (this.config.prior === undefined) return { ok: false, error: 'no reconfiguration in progress' };
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', error: 'not the leader' };
+    if (this.config.prior === undefined) return { ok: false, reason: 'noReconfiguration', error: 'no reconfiguration in progress' };
     if (this.barrierSlot !== undefined) return { ok: true };
     const refusal = this.proposalRefusal(1);
-    if (refusal !== undefined) return { ok: false, error: `cannot propose: ${refusal.reason}` };
+    if (refusal !== undefined) return { ok: false, reason: 'cannotPropose', error: `cannot propose: ${refusal.reason}` };
     this.appendOwn({ kind: 'finalize', config: { epoch: this.config.epoch, members: [...this.config.members] } });
     return { ok: true };
   }

@@ -316,8 +316,26 @@ export type ProposeRefusal =
   | { readonly reason: 'transferring' }
   | { readonly reason: 'reconfiguring' };
 
+/**
+ * Why the core refused an admin operation. Callers branch on this code, never on `error`
+ * (a message for people: logs, the admin API's status details).
+ */
+export type AdminRefusalReason =
+  /** The operation needs the leader and this node does not lead. */
+  | 'notLeader'
+  /** `transferLeadership`: the target is neither a member nor a learner here. */
+  | 'unknownTarget'
+  /** `convert`: the configuration is malformed. */
+  | 'invalidConfig'
+  /** `convert`: the epoch is not above the current (or the finalized) epoch. */
+  | 'staleEpoch'
+  /** `finalize`: no joint configuration is in force. */
+  | 'noReconfiguration'
+  /** `finalize`: the leader cannot propose now (see `ProposeRefusal`). */
+  | 'cannotPropose';
+
 /** The result of an admin operation on the core. */
-export type AdminResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+export type AdminResult = { readonly ok: true } | { readonly ok: false; readonly reason: AdminRefusalReason; readonly error: string };
 
 /**
  * The Paxos replica as its driver sees it. It never does I/O: the driver feeds it ticks and

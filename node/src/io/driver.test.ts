@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import type { AdminResult, Command, Entry, Message, PersistedState, Ready, ReplicaApi, ReplicaStatus, SnapshotMeta } from '../core/types.js';
-import { Driver } from './driver.js';
-import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError } from './errors.js';
+import { Driver, type DriverScheduler } from './driver.js';
+import { AdminRefusedError, BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError } from './errors.js';
 import { Storage } from './storage.js';
 
 const config = { epoch: 1, members: [0, 1, 2] };
@@ -42,8 +42,10 @@ class FakeReplica implements ReplicaApi {
   transferLeadership(): AdminResult {
     return { ok: true };
   }
+  /** What `convert` answers (tests of admin refusals change it). */
+  convertResult: AdminResult = { ok: true };
   convert(): AdminResult {
-    return { ok: true };
+    return this.convertResult;
   }
   register(): AdminResult {
     return { ok: true };
@@ -464,5 +466,53 @@ describe('Driver', () => {
     // The status the admin service reports must show the new snapshot at once, not after the
     // next drain (a status read right after the admin call flaked the process test in CI).
     expect(driver.status.snapshotIndex).toBe(3);
+  });
+  it('turns admin refusals into errors by their reason code, not their message', () => {
+    const next = { epoch: 2, members: [0, 1] };
+    replica.convertResult = { ok: false, reason: 'notLeader', error: 'any wording' };
+    expect(() => driver.convert(next)).toThrow(NotLeaderError);
+    replica.convertResult = { ok: false, reason: 'staleEpoch', error: 'not the leader' };
+    expect(() => driver.convert(next)).toThrow(AdminRefusedError);
+    expect(() => driver.convert(next)).toThrow('not the leader');
+    const refused = ((): unknown => {
+      try {
+        driver.convert(next);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect((refused as AdminRefusedError).reason).toBe('staleEpoch');
+  });
+
+  it('runs its deferred work on the injected scheduler, not on the event loop', async () => {
+    await driver.stop();
+    const queued: Array<{ kind: string; fn: () => void }> = [];
+    const scheduler: DriverScheduler = {
+      afterCallback: (fn) => queued.push({ kind: 'afterCallback', fn }),
+      endOfTurn: (fn) => queued.push({ kind: 'endOfTurn', fn }),
+      after: (_ms, fn) => queued.push({ kind: 'after', fn }),
+    };
+    driver = new Driver({
+      replica,
+      storage,
+      state: { hard: { promised: ballot, config, fenceEpoch: 1, commit: 0 }, entries: [] },
+      sink: { send: (m) => sent.push(...m) },
+      logger: pino({ level: 'silent' }),
+      limits: { maxPendingRequests: 5, requestTimeoutMs: 10_000, snapshotThreshold: 1000 },
+      clientAddress: () => undefined,
+      onFatal: (err) => {
+        throw err;
+      },
+      now: () => 0,
+      scheduler,
+    });
+    void driver.submit('c1', 1, { type: 'put', key: 'k', value: 'a' }).catch(() => undefined);
+    await turn();
+    // Nothing was proposed by the event loop: the drain waits on the injected queue.
+    expect(replica.proposals).toEqual([]);
+    expect(queued.map((q) => q.kind)).toEqual(['afterCallback']);
+    queued.shift()?.fn();
+    expect(replica.proposals).toHaveLength(1);
   });
 });

@@ -16,10 +16,10 @@
  */
 import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
-import { sendableBeforePersist, type Command, type Config, type Entry, type KvOp, type Message, type NodeId, type PersistedState, type ProposeRefusal, type Ready, type ReplicaApi, type ReplicaStatus } from '../core/types.js';
+import { sendableBeforePersist, type AdminResult, type Command, type Config, type Entry, type KvOp, type Message, type NodeId, type PersistedState, type ProposeRefusal, type Ready, type ReplicaApi, type ReplicaStatus } from '../core/types.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
 import type { NodeMetrics } from './metrics.js';
-import type { Storage } from './storage.js';
+import type { PersistBatch, SnapshotToSave } from './storage.js';
 import { trace, tracing } from './trace.js';
 
 /** Where outgoing messages go (the gRPC transport, or a fake in tests). */
@@ -33,6 +33,48 @@ export interface MessageSink {
   flush?(): void;
 }
 
+/**
+ * What the driver uses of storage (`Storage` in storage.ts implements it). The simulator
+ * hands the driver the real `Storage` over a simulated file system; tests may wrap it.
+ */
+export interface DriverStorage {
+  /** Makes a Ready's state durable; a rejection is fatal (see `Storage.persist`). */
+  persist(batch: PersistBatch): Promise<void>;
+  /** Installs a snapshot durably and compacts the log; a rejection is fatal. */
+  saveSnapshot(snapshot: SnapshotToSave): Promise<void>;
+  /** Waits for what is queued, then closes. */
+  close(): Promise<void>;
+  /** The index of the newest snapshot on disk (0 if none). */
+  readonly snapshotAt: number;
+  /** The encoded size of the newest snapshot on disk, in bytes. */
+  readonly snapshotBytes: number;
+  /** Bytes appended to the log since the newest snapshot. */
+  readonly logBytesSinceSnapshot: number;
+  /** fdatasync calls so far (metrics). */
+  readonly syncCount: number;
+}
+
+/**
+ * When the driver's deferred work runs. Production uses the event loop's own queues
+ * (`eventLoopScheduler`); the simulator passes one that runs everything at simulated times, so
+ * that the unchanged driver runs deterministically.
+ */
+export interface DriverScheduler {
+  /** Runs `fn` once the current callback is done (production: a microtask). */
+  afterCallback(fn: () => void): void;
+  /** Runs `fn` at the end of this turn, after the I/O callbacks already due (production: setImmediate). */
+  endOfTurn(fn: () => void): void;
+  /** Runs `fn` after `ms` milliseconds (production: setTimeout). */
+  after(ms: number, fn: () => void): void;
+}
+
+/** The event loop's queues: what a running node uses. */
+export const eventLoopScheduler: DriverScheduler = {
+  afterCallback: (fn) => queueMicrotask(fn),
+  endOfTurn: (fn) => void setImmediate(fn),
+  after: (ms, fn) => void setTimeout(fn, ms),
+};
+
 /** Limits and tunables of the driver. */
 export interface DriverLimits {
   readonly maxPendingRequests: number;
@@ -43,7 +85,7 @@ export interface DriverLimits {
 /** What the driver is built from. */
 export interface DriverDeps {
   readonly replica: ReplicaApi;
-  readonly storage: Storage;
+  readonly storage: DriverStorage;
   readonly state: PersistedState;
   readonly sink: MessageSink;
   readonly logger: Logger;
@@ -53,7 +95,10 @@ export interface DriverDeps {
   readonly clientAddress: (id: NodeId) => string | undefined;
   /** Storage failed: the process must stop (an fsync error cannot be retried safely). */
   readonly onFatal: (err: unknown) => void;
+  /** The clock of request deadlines, in milliseconds (default `Date.now`). */
   readonly now?: () => number;
+  /** Where deferred work runs (default `eventLoopScheduler`). */
+  readonly scheduler?: DriverScheduler;
 }
 
 interface Waiter<T> {
@@ -112,6 +157,7 @@ export class Driver {
   private lastStatus: ReplicaStatus;
   private readonly log: Logger;
   private readonly now: () => number;
+  private readonly scheduler: DriverScheduler;
 
   private readonly deps: Omit<DriverDeps, 'state'>;
 
@@ -122,6 +168,7 @@ export class Driver {
     this.deps = rest;
     this.log = deps.logger;
     this.now = deps.now ?? Date.now;
+    this.scheduler = deps.scheduler ?? eventLoopScheduler;
     this.kv = state.snapshot ? KvStore.restore(state.snapshot.data) : new KvStore();
     this.lastStatus = deps.replica.status();
   }
@@ -230,7 +277,7 @@ export class Driver {
     const result = this.deps.replica.finalize();
     if (!result.ok) {
       if (this.lastStatus.config.prior === undefined && this.lastStatus.fenceEpoch >= epoch) return Promise.resolve(); // already done: idempotent
-      return Promise.reject(result.error === 'not the leader' ? this.notLeader() : new AdminRefusedError(result.error));
+      return Promise.reject(this.adminError(result));
     }
     const done = new Promise<void>((resolve, reject) => {
       this.finalizeWaiters.push({ resolve, reject, epoch, expiresAt: this.now() + this.deps.limits.requestTimeoutMs });
@@ -302,7 +349,7 @@ export class Driver {
   /** Resolves when no request is pending, or after `graceMs`. */
   async settle(graceMs: number): Promise<void> {
     const end = this.now() + graceMs;
-    while (this.pendingCount > 0 && this.now() < end) await new Promise((r) => setTimeout(r, 20));
+    while (this.pendingCount > 0 && this.now() < end) await new Promise<void>((r) => this.scheduler.after(20, r));
   }
 
   /**
@@ -324,8 +371,12 @@ export class Driver {
     return undefined;
   }
 
-  private adminResult(result: { ok: true } | { ok: false; error: string }): void {
-    if (!result.ok) throw result.error === 'not the leader' ? this.notLeader() : new AdminRefusedError(result.error);
+  private adminResult(result: AdminResult): void {
+    if (!result.ok) throw this.adminError(result);
+  }
+
+  private adminError(refusal: Extract<AdminResult, { ok: false }>): Error {
+    return refusal.reason === 'notLeader' ? this.notLeader() : new AdminRefusedError(refusal.reason, refusal.error);
   }
 
   private notLeader(): NotLeaderError {
@@ -361,8 +412,8 @@ export class Driver {
       this.scheduled = false;
       this.drain();
     };
-    if (this.inflight === undefined) queueMicrotask(run);
-    else setImmediate(run);
+    if (this.inflight === undefined) this.scheduler.afterCallback(run);
+    else this.scheduler.endOfTurn(run);
   }
 
   private proposeQueued(): void {

@@ -3,7 +3,7 @@
  * `toGrpcError` (at the gRPC edge) turns them into status codes.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { NodeId } from '../core/types.js';
+import type { AdminRefusalReason, NodeId } from '../core/types.js';
 
 /** This node cannot serve the request because it does not lead; retry at `leader`. */
 export class NotLeaderError extends Error {
@@ -69,10 +69,13 @@ export class InvalidRequestError extends Error {
   }
 }
 
-/** The core refused an admin operation. */
+/** The core refused an admin operation; `reason` says why (branch on it, not on the message). */
 export class AdminRefusedError extends Error {
-  constructor(reason: string) {
-    super(reason);
+  constructor(
+    readonly reason: AdminRefusalReason,
+    message: string,
+  ) {
+    super(message);
     this.name = 'AdminRefusedError';
   }
 }
