@@ -43,14 +43,18 @@ export interface LevelResult {
   readonly p99_ms: number;
   readonly max_ms: number;
   readonly mean_ms: number;
+  readonly op?: 'put' | 'get';
+  /** The load generator's CPU seconds in the measured window. */
+  readonly client_cpu_s?: number | null;
 }
 
 type Put = (key: string, value: string) => Promise<unknown>;
+type Get = (key: string) => Promise<unknown>;
 
 interface Target {
   readonly leader: string;
   /** A put function for `concurrency` workers (ours sizes its lanes to it). */
-  readonly forLevel: (concurrency: number) => { put: Put; close: () => void };
+  readonly forLevel: (concurrency: number) => { put: Put; get: Get; close: () => void };
   readonly close: () => Promise<void> | void;
 }
 
@@ -70,7 +74,7 @@ async function oursTarget(spec: LoadSpec): Promise<Target> {
     leader,
     forLevel: (concurrency) => {
       const c = new PaxosClient({ endpoints: ordered, maxInflight: concurrency, pipeline: spec.pipeline, deadlineMs: 10_000, attemptTimeoutMs: 5_000 });
-      return { put: (k, v) => c.put(k, v), close: () => c.close() };
+      return { put: (k, v) => c.put(k, v), get: (k) => c.get(k), close: () => c.close() };
     },
     close: () => undefined,
   };
@@ -95,12 +99,15 @@ async function etcdTarget(spec: LoadSpec): Promise<Target> {
   await client.put('bench/probe').value('x');
   return {
     leader,
-    forLevel: () => ({ put: (k, v) => client.put(k).value(v).exec(), close: () => undefined }),
+    forLevel: () => ({ put: (k, v) => client.put(k).value(v).exec(), get: (k) => client.get(k).string(), close: () => undefined }),
     close: () => client.close(),
   };
 }
 
-async function runLevel(system: string, put: Put, concurrency: number, spec: LoadSpec, value: string): Promise<LevelResult> {
+/** Keys written so far (up to 2^20), for the gets. */
+const written: string[] = [];
+
+async function runLevel(system: string, op: 'put' | 'get', put: Put, get: Get, concurrency: number, spec: LoadSpec, value: string): Promise<LevelResult> {
   const start = performance.now();
   const measureFrom = start + spec.warmupMs;
   const measureTo = measureFrom + spec.durationMs;
@@ -108,16 +115,25 @@ async function runLevel(system: string, put: Put, concurrency: number, spec: Loa
   let errors = 0;
   let errorSample: string | undefined;
   let announced = false;
+  let cpu0: NodeJS.CpuUsage | undefined;
+  let cpuWindow: NodeJS.CpuUsage | undefined;
+  const closer = setTimeout(() => (cpuWindow = process.cpuUsage(cpu0)), Math.max(0, measureTo - performance.now()));
   const worker = async (): Promise<void> => {
     for (;;) {
       const t0 = performance.now();
       if (t0 >= measureTo) return;
       if (!announced && t0 >= measureFrom) {
         announced = true;
+        cpu0 = process.cpuUsage();
         emit({ event: 'measure', system, concurrency });
       }
       try {
-        await put(`bench/${randomBytes(8).toString('hex')}`, value);
+        if (op === 'get') await get(written[Math.floor(Math.random() * written.length)] ?? 'bench/none');
+        else {
+          const key = `bench/${randomBytes(8).toString('hex')}`;
+          await put(key, value);
+          if (written.length < 2 ** 20) written.push(key);
+        }
         const t1 = performance.now();
         if (t0 >= measureFrom && t1 <= measureTo) latencies.push(t1 - t0);
       } catch (err) {
@@ -128,6 +144,7 @@ async function runLevel(system: string, put: Put, concurrency: number, spec: Loa
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+  clearTimeout(closer);
   const s = sorted(latencies);
   const mean = latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length);
   return {
@@ -144,6 +161,8 @@ async function runLevel(system: string, put: Put, concurrency: number, spec: Loa
     p99_ms: round(percentile(s, 99), 3),
     max_ms: round(s.length ? (s[s.length - 1] as number) : Number.NaN, 3),
     mean_ms: round(mean, 3),
+    op,
+    client_cpu_s: cpuWindow ? round((cpuWindow.user + cpuWindow.system) / 1e6, 3) : null,
   };
 }
 
@@ -156,11 +175,11 @@ async function main(): Promise<void> {
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     if (!line.trim()) continue;
-    const cmd = JSON.parse(line) as { cmd: 'run' | 'exit'; concurrency?: number };
+    const cmd = JSON.parse(line) as { cmd: 'run' | 'exit'; concurrency?: number; op?: 'put' | 'get' };
     if (cmd.cmd === 'exit') break;
     const c = cmd.concurrency ?? 1;
-    const { put, close } = target.forLevel(c);
-    emit(await runLevel(spec.system, put, c, spec, value));
+    const { put, get, close } = target.forLevel(c);
+    emit(await runLevel(spec.system, cmd.op ?? 'put', put, get, c, spec, value));
     close();
   }
   lines.close();

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the Kubernetes test tools (etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler, kubectl, helm) from the pinned Go wrapper modules under test/k8s/tools/ into a
-// git-ignored cache folder (<repo>/.tools/bin).
+// kube-scheduler, kubectl, helm) from the pinned Go wrapper modules under test/k8s/tools/, and
+// the benchmark's Go load generator (bench/loadgen), into a git-ignored cache folder
+// (<repo>/.tools/bin).
 //
 // Usage:
 //   node scripts/tools.mjs build        build whatever is missing or out of date
@@ -17,7 +18,8 @@
 //   TEST_ASSET_ETCD             path of an etcd binary
 //   TEST_ASSET_KUBE_APISERVER   path of a kube-apiserver binary
 //   TEST_ASSET_KUBECTL          path of a kubectl binary
-//   TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_KUBE_SCHEDULER, TEST_ASSET_HELM  (same idea)
+//   TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_KUBE_SCHEDULER, TEST_ASSET_HELM,
+//   TEST_ASSET_BENCH_LOADGEN  (same idea)
 // Overridden binaries are symlinked into the bin folder so `path` stays one folder.
 //
 // Other knobs: TOOLS_BIN_DIR (default <repo>/.tools/bin), TOOLS_GO_P (go build -p,
@@ -94,6 +96,16 @@ const TOOLS = [
     },
   },
   {
+    // The benchmark's load generator (etcd's Go client, and a gRPC client of our proto).
+    name: 'bench-loadgen',
+    module: 'loadgen',
+    dir: join(REPO, 'bench', 'loadgen'),
+    pkg: '.',
+    env: 'TEST_ASSET_BENCH_LOADGEN',
+    kubebuilder: false,
+    ldflags: () => [],
+  },
+  {
     name: 'kube-apiserver',
     module: 'kubernetes',
     pkg: 'k8s.io/kubernetes/cmd/kube-apiserver',
@@ -151,12 +163,17 @@ function goVersion() {
   return goVersionCache;
 }
 
+/** The folder of a tool's Go module. */
+function toolDir(tool) {
+  return tool.dir ?? join(TOOLS_SRC, tool.module);
+}
+
 /** Hash of everything that determines the output of a tool's build. */
 function stampFor(tool) {
   const h = createHash('sha256');
   h.update(`rev=${SCRIPT_REV}\ngo=${goVersion()}\npkg=${tool.pkg}\n`);
   h.update(`ldflags=${tool.ldflags().join(' ')}\n`);
-  const dir = join(TOOLS_SRC, tool.module);
+  const dir = toolDir(tool);
   const files = readdirSync(dir)
     .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
     .sort();
@@ -247,7 +264,7 @@ function runGoBuild(tool) {
   return new Promise((resolvePromise, reject) => {
     const started = Date.now();
     const child = spawn(GO, args, {
-      cwd: join(TOOLS_SRC, tool.module),
+      cwd: toolDir(tool),
       env,
       stdio: ['ignore', 'inherit', 'pipe'],
     });
@@ -269,7 +286,7 @@ function runGoBuild(tool) {
         rmSync(out, { force: true });
         reject(
           new Error(
-            `building ${tool.name} failed (exit ${code}):\n  cd ${join(TOOLS_SRC, tool.module)} && ${GO} ${args
+            `building ${tool.name} failed (exit ${code}):\n  cd ${toolDir(tool)} && ${GO} ${args
               .map((a) => (a.includes(' ') ? JSON.stringify(a) : a))
               .join(' ')}\n${stderr.slice(-4000)}`,
           ),
@@ -341,7 +358,7 @@ async function build(only) {
     log(`building ${todo.map((t) => t.name).join(', ')} with ${goVersion()} into ${BIN_DIR}`);
     log('(the first build compiles a lot of Go code and can take a while on 2 cores)');
     for (const [i, tool] of todo.entries()) {
-      log(`[${i + 1}/${todo.length}] building ${tool.name} (${tool.pkg} in test/k8s/tools/${tool.module}) ...`);
+      log(`[${i + 1}/${todo.length}] building ${tool.name} (${tool.pkg} in ${toolDir(tool).slice(REPO.length + 1)}) ...`);
       try {
         const ms = await runGoBuild(tool);
         writeFileSync(join(STAMP_DIR, tool.name), `${stampFor(tool)}\n`);

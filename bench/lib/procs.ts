@@ -125,6 +125,22 @@ export function rssMb(pid: number | undefined): number | null {
   }
 }
 
+/**
+ * User + system CPU seconds of `pid` so far (fields 14 and 15 of /proc/PID/stat, in clock ticks
+ * of 100 Hz, Linux's USER_HZ on every architecture Node supports), or null when it is gone.
+ */
+export function cpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** The last `lines` lines of a log file, for error messages. */
 export function tail(file: string, lines = 15): string {
   try {
