@@ -358,6 +358,7 @@ function internals(system: 'ours' | 'etcd', before: Map<string, number>, after: 
       ready_entries_mean: readyN > 0 ? round(d('paxos_ready_entries_sum') / readyN, 2) : null,
       proposal_batch_mean: propN > 0 ? round(d('paxos_proposal_batch_commands_sum') / propN, 2) : null,
       snapshots: d('paxos_snapshots_total'),
+      peer_messages_sent_per_op: ops > 0 ? round(d('paxos_peer_messages_sent_total') / ops, 3) : null,
       gc_ms_total: round(d('nodejs_gc_duration_seconds_sum') * 1000, 0),
       heap_used_mb: mb('nodejs_heap_size_used_bytes'),
       heap_total_mb: mb('nodejs_heap_size_total_bytes'),
@@ -442,6 +443,7 @@ function sayLevel(op: string, c: number, system: string, side: SideResult): void
   say(
     `  ${op} c=${String(c).padStart(3)} ${system.padEnd(4)} ${side.wps.toFixed(0).padStart(6)}/s  p50 ${side.p50_ms.toFixed(2)} ms  p99 ${side.p99_ms.toFixed(2)} ms` +
       `  rss ${fmtN(side.rss_max_mb, 0)} MB  cpu ${fmtN(side.cpu_ms_per_1k_ops, 0)} ms/1k  fsync/op ${fmtN(side.fsyncs_per_op_all, 2)}  client cpu ${fmtN(side.client_cpu_pct, 0)}%` +
+      (side.leader_internals.peer_messages_sent_per_op !== undefined ? `  leader msgs/op ${fmtN(side.leader_internals.peer_messages_sent_per_op, 2)}` : '') +
       `${side.errors ? `  errors ${side.errors} (${side.error_sample})` : ''}  (load ${(loadavg()[0] ?? 0).toFixed(1)})`,
   );
 }
