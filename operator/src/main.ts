@@ -40,6 +40,10 @@ export const OperatorConfigSchema = z.object({
   /** The operator's own Deployment (in the lease namespace): the Lease is owned by it. */
   ownerDeployment: z.string().min(1).optional(),
   nodeImage: z.string().min(1).default(defaultNodeImage(VERSION)),
+  /** Quorums reconciled at once. */
+  workers: z.coerce.number().int().min(1).max(64).default(4),
+  /** Deadline of one reconcile pass; a pass past it is aborted and its quorum retried. */
+  reconcileTimeoutSeconds: z.coerce.number().int().min(5).max(600).default(60),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).refine((config) => !config.leaderElect || config.leaseNamespace !== undefined || config.kubeconfig !== undefined, {
   message: 'leader election needs --lease-namespace or the POD_NAMESPACE environment variable', path: ['leaseNamespace'],
@@ -67,6 +71,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
         'lease-namespace': { type: 'string' },
         'owner-deployment': { type: 'string' },
         'node-image': { type: 'string' },
+        workers: { type: 'string' },
+        'reconcile-timeout-seconds': { type: 'string' },
         'log-level': { type: 'string' },
       },
       strict: true,
@@ -85,6 +91,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     leaseNamespace: nonEmpty(values['lease-namespace'] ?? env.POD_NAMESPACE),
     ownerDeployment: nonEmpty(values['owner-deployment'] ?? env.OPERATOR_DEPLOYMENT),
     nodeImage: nonEmpty(values['node-image'] ?? env.PAXOS_NODE_IMAGE),
+    workers: nonEmpty(values.workers ?? env.WORKERS),
+    reconcileTimeoutSeconds: nonEmpty(values['reconcile-timeout-seconds'] ?? env.RECONCILE_TIMEOUT_SECONDS),
     logLevel: nonEmpty(values['log-level'] ?? env.LOG_LEVEL),
   });
   if (!parsed.success) {
@@ -131,6 +139,8 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
         metrics.setLeader(true);
         controller.startLeading();
       },
+      // Called synchronously when leadership runs out: stopping the queue aborts every pass in
+      // flight, so no admin call or write of this replica follows (see pass-scope.ts).
       onStoppedLeading: () => {
         metrics.setLeader(false);
         void controller.stopLeading();
@@ -142,9 +152,13 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
     mayAct: () => elector === undefined || elector.isLeader,
   });
   const informers = makeInformers(clients, log.child({ component: 'informers' }), config.namespace);
-  const controller = new Controller(informers, (key) => reconciler.reconcile(key), log.child({ component: 'controller' }), metrics);
+  const controller = new Controller(informers, (key, signal) => reconciler.reconcile(key, signal), log.child({ component: 'controller' }), metrics,
+    { concurrency: config.workers, passTimeoutMs: config.reconcileTimeoutSeconds * 1000 });
   const server = await serveMetrics(metrics, config.metricsPort, () => controller.synced);
-  log.info({ version: VERSION, namespace: config.namespace ?? '(all)', metricsPort: config.metricsPort, nodeImage: config.nodeImage }, 'starting');
+  log.info({
+    version: VERSION, namespace: config.namespace ?? '(all)', metricsPort: config.metricsPort, nodeImage: config.nodeImage,
+    workers: config.workers, reconcileTimeoutSeconds: config.reconcileTimeoutSeconds,
+  }, 'starting');
 
   await controller.startInformers();
   if (elector !== undefined) elector.start();

@@ -7,7 +7,11 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { mergeConditions } from '../../operator/src/controller/conditions.js';
 import type { NodeView } from '../../operator/src/controller/observe.js';
 import { findLeader } from '../../operator/src/controller/observe.js';
-import { WorkQueue } from '../../operator/src/controller/queue.js';
+import { PassTimeoutError, QueueStoppedError, WorkQueue } from '../../operator/src/controller/queue.js';
+import { NotLeaderError, PassAbortedError, PassScopes } from '../../operator/src/controller/pass-scope.js';
+import type { NodeAdmin } from '../../operator/src/controller/node-admin.js';
+import { KubeRest, type RequestOptions } from '../../operator/src/k8s/rest.js';
+import { MemoryEventRecorder } from '../../operator/src/k8s/events.js';
 import { nodeContainer, podDisruptionBudget, statefulSet } from '../../operator/src/controller/resources.js';
 import { nextRollStep } from '../../operator/src/controller/roll.js';
 import { statusPatch } from '../../operator/src/controller/status.js';
@@ -77,6 +81,143 @@ describe('WorkQueue', () => {
     const after = runs;
     await sleep(100);
     expect(runs).toBe(after);
+  });
+});
+
+describe('WorkQueue pass deadline', () => {
+  it('aborts a pass that outlives its deadline, frees its key at once and retries it, while other keys keep flowing', async () => {
+    const signals: AbortSignal[] = [];
+    const done: string[] = [];
+    const errors: unknown[] = [];
+    let stuckRuns = 0;
+    const queue = new WorkQueue(async (key, signal) => {
+      if (key === 'stuck') {
+        stuckRuns += 1;
+        signals.push(signal);
+        // A call that ignores its signal: the queue must free the key anyway.
+        await new Promise<void>(() => undefined);
+      }
+      done.push(key);
+      return {};
+    }, (_key, error) => errors.push(error), { concurrency: 1, passTimeoutMs: 100, backoffBaseMs: 10, backoffMaxMs: 10 });
+    queue.start();
+    queue.add('stuck');
+    queue.add('other');
+    await sleep(60);
+    // One worker, held by the stuck pass: nothing else ran yet.
+    expect(done).toEqual([]);
+    expect(queue.activeKeys).toEqual(['stuck']);
+    await sleep(120);
+    expect(signals[0]?.aborted).toBe(true);
+    expect(signals[0]?.reason).toBeInstanceOf(PassTimeoutError);
+    expect(errors[0]).toBeInstanceOf(PassTimeoutError);
+    expect(done).toContain('other');
+    await sleep(150);
+    expect(stuckRuns).toBeGreaterThanOrEqual(2); // retried with backoff
+    await queue.stop();
+  });
+
+  it('stop() aborts the passes in flight and resolves without waiting for handlers that ignore the signal', async () => {
+    let signal: AbortSignal | undefined;
+    const queue = new WorkQueue(async (_key, s) => {
+      signal = s;
+      await new Promise<void>(() => undefined);
+      return {};
+    }, () => undefined, { passTimeoutMs: 60_000 });
+    queue.start();
+    queue.add('k');
+    await sleep(20);
+    const started = Date.now();
+    await queue.stop();
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(QueueStoppedError);
+    expect(queue.activeKeys).toEqual([]);
+  });
+
+  it('refuses a zero worker count or deadline', () => {
+    expect(() => new WorkQueue(async () => ({}), () => undefined, { concurrency: 0 })).toThrow(RangeError);
+    expect(() => new WorkQueue(async () => ({}), () => undefined, { passTimeoutMs: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('PassScopes', () => {
+  /** A client that never sends anything: records what reaches it, with the signal it carries. */
+  class NullRest extends KubeRest {
+    readonly sent: { what: string; signal?: AbortSignal }[] = [];
+    override request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+      this.sent.push({ what: `${method} ${path}`, signal: options.signal });
+      return Promise.resolve({} as T);
+    }
+  }
+  const setup = (leading: { value: boolean }) => {
+    const rest = new NullRest({ server: new URL('https://127.0.0.1:1') });
+    const adminCalls: string[] = [];
+    const admin: NodeAdmin = {
+      status: async () => { adminCalls.push('status'); return {} as never; },
+      convert: async () => { adminCalls.push('convert'); },
+      transferLeadership: async () => { adminCalls.push('transfer'); },
+      finalize: async () => { adminCalls.push('finalize'); },
+      register: async () => { adminCalls.push('register'); },
+      close: () => undefined,
+    };
+    const events = new MemoryEventRecorder();
+    const scopes = new PassScopes(() => leading.value);
+    const bound = scopes.bind({ clients: { rest }, admin, events });
+    return { rest, adminCalls, events, scopes, bound };
+  };
+  const quorum = { metadata: { name: 'q', namespace: 'n' } } as PaxosQuorum;
+
+  it('gives every request of a pass its signal, and refuses writes, node changes and Events after the signal fires', async () => {
+    const { rest, adminCalls, events, scopes, bound } = setup({ value: true });
+    const controller = new AbortController();
+    await scopes.run(controller.signal, async () => {
+      await bound.clients.rest.get('/api/v1/pods');
+      await bound.clients.rest.mergePatch('/api/v1/namespaces/n/configmaps/c', {});
+      await bound.admin.convert('a:1', { epoch: 2, members: [0] }, 1000);
+      await bound.events.record(quorum, 'Normal', 'R', 'A', 'note');
+      controller.abort(new Error('deadline'));
+      await expect(bound.clients.rest.get('/api/v1/pods')).rejects.toMatchObject({ reason: 'Aborted' });
+      await expect(bound.clients.rest.mergePatch('/api/v1/namespaces/n/configmaps/c', {})).rejects.toThrow();
+      await expect(bound.admin.status('a:1', 1000)).rejects.toBeInstanceOf(PassAbortedError);
+      await expect(bound.admin.convert('a:1', { epoch: 2, members: [0] }, 1000)).rejects.toBeInstanceOf(PassAbortedError);
+      await bound.events.record(quorum, 'Normal', 'R', 'A', 'late');
+    });
+    expect(rest.sent.map((s) => s.what)).toEqual(['GET /api/v1/pods', 'PATCH /api/v1/namespaces/n/configmaps/c']);
+    expect(rest.sent.every((s) => s.signal !== undefined)).toBe(true);
+    expect(adminCalls).toEqual(['convert']);
+    expect(events.events.map((e) => e.note)).toEqual(['note']);
+  });
+
+  it('refuses writes and node changes once leadership is lost, but still reads', async () => {
+    const leading = { value: true };
+    const { rest, adminCalls, scopes, bound } = setup(leading);
+    await scopes.run(new AbortController().signal, async () => {
+      leading.value = false;
+      await bound.clients.rest.get('/api/v1/pods');
+      await bound.admin.status('a:1', 1000);
+      await expect(bound.clients.rest.create('/api/v1/namespaces/n/configmaps', {})).rejects.toBeInstanceOf(NotLeaderError);
+      for (const call of [
+        () => bound.admin.convert('a:1', { epoch: 2, members: [0] }, 1000), () => bound.admin.finalize('a:1', 1000),
+        () => bound.admin.transferLeadership('a:1', 1, 1000), () => bound.admin.register('a:1', 1000),
+      ]) await expect(call()).rejects.toBeInstanceOf(NotLeaderError);
+    });
+    expect(rest.sent.map((s) => s.what)).toEqual(['GET /api/v1/pods']);
+    expect(adminCalls).toEqual(['status']);
+  });
+
+  it('keeps concurrent passes apart: each request carries its own pass\'s signal', async () => {
+    const { rest, scopes, bound } = setup({ value: true });
+    const one = new AbortController();
+    const two = new AbortController();
+    await Promise.all([
+      scopes.run(one.signal, async () => { await sleep(5); await bound.clients.rest.get('/one'); }),
+      scopes.run(two.signal, async () => { await bound.clients.rest.get('/two'); }),
+    ]);
+    one.abort();
+    const byPath = new Map(rest.sent.map((s) => [s.what, s.signal]));
+    expect(byPath.get('GET /one')?.aborted).toBe(true);
+    expect(byPath.get('GET /two')?.aborted).toBe(false);
   });
 });
 
@@ -173,11 +314,15 @@ describe('operator flags', () => {
     const config = parseConfig(['--namespace=a', '--leader-elect=false'], { PAXOS_NODE_IMAGE: 'x/node:2', POD_NAMESPACE: 'ops' });
     expect(config).toMatchObject({ namespace: 'a', leaderElect: false, nodeImage: 'x/node:2', leaseNamespace: 'ops', metricsPort: 8080, leaseName: 'paxos-operator' });
     expect(parseConfig([], { POD_NAMESPACE: 'ops' }).nodeImage).toBe('paxosquorum/node:0.1.0');
+    expect(parseConfig([], { POD_NAMESPACE: 'ops' })).toMatchObject({ workers: 4, reconcileTimeoutSeconds: 60 });
+    expect(parseConfig(['--workers=8'], { POD_NAMESPACE: 'ops', RECONCILE_TIMEOUT_SECONDS: '30' })).toMatchObject({ workers: 8, reconcileTimeoutSeconds: 30 });
   });
 
   it('explains what is wrong', () => {
     expect(() => parseConfig(['--metrics-port=-1'], { POD_NAMESPACE: 'x' })).toThrow(ConfigError);
     expect(() => parseConfig([], {})).toThrow(/--lease-namespace/);
+    expect(() => parseConfig(['--workers=0'], { POD_NAMESPACE: 'x' })).toThrow(/--workers/);
+    expect(() => parseConfig(['--reconcile-timeout-seconds=1'], { POD_NAMESPACE: 'x' })).toThrow(/--reconcile-timeout-seconds/);
   });
 });
 

@@ -51,8 +51,9 @@ export class AdminClient {
     this.deadlineMs = options.deadlineMs ?? 5000;
   }
 
-  async status(endpoint: string): Promise<NodeStatus> {
-    const s = await this.invoke<WireStatus>(endpoint, 'Status', {});
+  /** Every call takes an optional `signal` that cancels it. */
+  async status(endpoint: string, signal?: AbortSignal): Promise<NodeStatus> {
+    const s = await this.invoke<WireStatus>(endpoint, 'Status', {}, undefined, signal);
     return {
       id: s.id,
       role: s.role,
@@ -75,26 +76,26 @@ export class AdminClient {
   }
 
   /** The expansion operation on one node (idempotent). */
-  async convert(endpoint: string, config: Config): Promise<void> {
-    await this.invoke(endpoint, 'Convert', { config: encodeConfig(config) });
+  async convert(endpoint: string, config: Config, signal?: AbortSignal): Promise<void> {
+    await this.invoke(endpoint, 'Convert', { config: encodeConfig(config) }, undefined, signal);
   }
 
   /**
    * Lets the new server at `endpoint` vote (idempotent). Only after recording durably that it
    * has run: see AdminService.Register in proto/paxos.proto.
    */
-  async register(endpoint: string): Promise<void> {
-    await this.invoke(endpoint, 'Register', {});
+  async register(endpoint: string, signal?: AbortSignal): Promise<void> {
+    await this.invoke(endpoint, 'Register', {}, undefined, signal);
   }
 
   /** Asks the leader at `endpoint` to hand leadership to `target`. */
-  async transferLeadership(endpoint: string, target: number): Promise<void> {
-    await this.invoke(endpoint, 'TransferLeadership', { target });
+  async transferLeadership(endpoint: string, target: number, signal?: AbortSignal): Promise<void> {
+    await this.invoke(endpoint, 'TransferLeadership', { target }, undefined, signal);
   }
 
   /** Asks the leader at `endpoint` to finalize; resolves once the finalize entry is applied there. */
-  async finalize(endpoint: string, deadlineMs?: number): Promise<void> {
-    await this.invoke(endpoint, 'Finalize', {}, deadlineMs);
+  async finalize(endpoint: string, deadlineMs?: number, signal?: AbortSignal): Promise<void> {
+    await this.invoke(endpoint, 'Finalize', {}, deadlineMs, signal);
   }
 
   /** Snapshots the node now; resolves with the snapshot index. */
@@ -107,9 +108,9 @@ export class AdminClient {
     this.pool.close();
   }
 
-  private async invoke<Res>(endpoint: string, method: string, request: object, deadlineMs = this.deadlineMs): Promise<Res> {
+  private async invoke<Res>(endpoint: string, method: string, request: object, deadlineMs = this.deadlineMs, signal?: AbortSignal): Promise<Res> {
     try {
-      return await unaryCall<Res>(this.pool.get('AdminClient', endpoint), method, request, deadlineMs);
+      return await unaryCall<Res>(this.pool.get('AdminClient', endpoint), method, request, deadlineMs, signal);
     } catch (err) {
       throw fromServiceError(err as Error);
     }

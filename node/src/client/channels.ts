@@ -49,14 +49,27 @@ export class ChannelPool {
   }
 }
 
-/** Calls a unary method with a deadline and returns a promise. */
-export function unaryCall<Res>(client: grpc.Client, method: string, request: object, deadlineMs: number): Promise<Res> {
+/**
+ * Calls a unary method with a deadline and returns a promise. `signal` cancels the call when it
+ * fires (the promise rejects with gRPC status CANCELLED).
+ */
+export function unaryCall<Res>(client: grpc.Client, method: string, request: object, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
+    const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall>)[method];
     if (!fn) {
       reject(new Error(`no method ${method}`));
       return;
     }
-    fn.call(client, request, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    if (signal?.aborted === true) {
+      reject(Object.assign(new Error(`${method} cancelled before it was sent`), { code: grpc.status.CANCELLED, details: 'cancelled', metadata: new grpc.Metadata() }));
+      return;
+    }
+    const onAbort = (): void => call.cancel();
+    const call = fn.call(client, request, { deadline: Date.now() + deadlineMs }, (err, res) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(res);
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

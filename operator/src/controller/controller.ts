@@ -10,7 +10,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ownerKey, type Informers } from '../k8s/informers.js';
-import { WorkQueue, type Outcome } from './queue.js';
+import { WorkQueue, type Outcome, type WorkQueueOptions } from './queue.js';
 
 /** The controller's observable hooks. */
 export interface ControllerMetrics {
@@ -24,14 +24,17 @@ export class Controller {
 
   constructor(
     private readonly informers: Informers,
-    reconcile: (key: string) => Promise<Outcome>,
+    /** One pass over `key`; `signal` fires at the pass deadline or when leadership is lost. */
+    reconcile: (key: string, signal: AbortSignal) => Promise<Outcome>,
     private readonly log: Logger,
     metrics?: ControllerMetrics,
+    /** Workers (`concurrency`) and the pass deadline (`passTimeoutMs`). */
+    queueOptions: WorkQueueOptions = {},
   ) {
-    this.queue = new WorkQueue(async (key) => {
+    this.queue = new WorkQueue(async (key, signal) => {
       const started = performance.now();
       try {
-        const outcome = await reconcile(key);
+        const outcome = await reconcile(key, signal);
         metrics?.reconcileDone((performance.now() - started) / 1000, 'success');
         return outcome;
       } catch (error) {
@@ -40,7 +43,7 @@ export class Controller {
       }
     }, (key, error, attempt) => {
       this.log.warn({ quorum: key, attempt, err: error }, 'reconcile failed; retrying with backoff');
-    });
+    }, queueOptions);
     informers.quorums.onChange((quorum, type) => this.onQuorum(quorum, type));
     informers.statefulSets.onChange((object) => this.onOwned(object));
     informers.pods.onChange((object) => this.onOwned(object));
@@ -63,7 +66,10 @@ export class Controller {
     for (const quorum of this.informers.quorums.list()) this.enqueue(quorum);
   }
 
-  /** Called when leadership is lost: stop taking keys and wait for the pass in flight. */
+  /**
+   * Called when leadership is lost: stop taking keys and abort the passes in flight; resolves
+   * once they are released (at once, see {@link WorkQueue.stop}).
+   */
   async stopLeading(): Promise<void> {
     this.leading = false;
     await this.queue.stop();

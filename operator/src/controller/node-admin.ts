@@ -29,14 +29,17 @@ export interface NodeStatus {
   readonly unregistered?: boolean;
 }
 
-/** The admin calls the reconciler makes. `address` is `host:port` of the node's client port. */
+/**
+ * The admin calls the reconciler makes. `address` is `host:port` of the node's client port.
+ * `signal` (the reconcile pass's) cancels a call in flight.
+ */
 export interface NodeAdmin {
-  status(address: string, deadlineMs: number): Promise<NodeStatus>;
-  convert(address: string, config: NodeConfig, deadlineMs: number): Promise<void>;
-  transferLeadership(address: string, target: number, deadlineMs: number): Promise<void>;
-  finalize(address: string, deadlineMs: number): Promise<void>;
+  status(address: string, deadlineMs: number, signal?: AbortSignal): Promise<NodeStatus>;
+  convert(address: string, config: NodeConfig, deadlineMs: number, signal?: AbortSignal): Promise<void>;
+  transferLeadership(address: string, target: number, deadlineMs: number, signal?: AbortSignal): Promise<void>;
+  finalize(address: string, deadlineMs: number, signal?: AbortSignal): Promise<void>;
   /** Lets a new server vote; only once the bootstrap ConfigMap makes its empty restart a known loss. */
-  register(address: string, deadlineMs: number): Promise<void>;
+  register(address: string, deadlineMs: number, signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -55,8 +58,8 @@ export class NodeAdminError extends Error {
 export class ClientNodeAdmin implements NodeAdmin {
   private readonly clients = new Map<number, AdminClient>();
 
-  async status(address: string, deadlineMs: number): Promise<NodeStatus> {
-    const status = await this.wrap('Status', address, () => this.client(deadlineMs).status(address));
+  async status(address: string, deadlineMs: number, signal?: AbortSignal): Promise<NodeStatus> {
+    const status = await this.wrap('Status', address, () => this.client(deadlineMs).status(address, signal));
     return {
       id: status.id,
       role: status.role,
@@ -74,20 +77,20 @@ export class ClientNodeAdmin implements NodeAdmin {
     };
   }
 
-  async register(address: string, deadlineMs: number): Promise<void> {
-    await this.wrap('Register', address, () => this.client(deadlineMs).register(address));
+  async register(address: string, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    await this.wrap('Register', address, () => this.client(deadlineMs).register(address, signal));
   }
 
-  async convert(address: string, config: NodeConfig, deadlineMs: number): Promise<void> {
-    await this.wrap('Convert', address, () => this.client(deadlineMs).convert(address, config));
+  async convert(address: string, config: NodeConfig, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    await this.wrap('Convert', address, () => this.client(deadlineMs).convert(address, config, signal));
   }
 
-  async transferLeadership(address: string, target: number, deadlineMs: number): Promise<void> {
-    await this.wrap('TransferLeadership', address, () => this.client(deadlineMs).transferLeadership(address, target));
+  async transferLeadership(address: string, target: number, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    await this.wrap('TransferLeadership', address, () => this.client(deadlineMs).transferLeadership(address, target, signal));
   }
 
-  async finalize(address: string, deadlineMs: number): Promise<void> {
-    await this.wrap('Finalize', address, () => this.client(deadlineMs).finalize(address, deadlineMs));
+  async finalize(address: string, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    await this.wrap('Finalize', address, () => this.client(deadlineMs).finalize(address, deadlineMs, signal));
   }
 
   close(): void {

@@ -6,12 +6,19 @@
  *   queued again when the worker finishes, so no two reconciles of one object overlap;
  * - per-key exponential backoff on failure (`failures` is reset by {@link WorkQueue.forget});
  * - delayed adds (`addAfter`) for "check again in 500 ms" without a busy loop;
- * - a cap on how many keys are processed concurrently.
+ * - a cap on how many keys are processed concurrently;
+ * - a deadline per pass: the handler gets an AbortSignal that fires when the pass has run for
+ *   `passTimeoutMs`, or when the queue stops (leadership lost). The key is freed at that
+ *   moment even if the handler has not returned yet, and retried with backoff; whatever the
+ *   abandoned handler still tries goes through clients bound to that signal and fails at once
+ *   (see the reconciler), so it cannot act next to its successor.
  */
 
 export interface WorkQueueOptions {
   /** Keys processed at once across the queue (default 2). */
   readonly concurrency?: number;
+  /** Deadline of one pass of the handler (default 60 s). */
+  readonly passTimeoutMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
 }
@@ -22,10 +29,22 @@ export interface Outcome {
   readonly requeueAfterMs?: number;
 }
 
-export type Handler = (key: string) => Promise<Outcome>;
+/** Processes one key; must stop what it does (or at least stop acting) when `signal` fires. */
+export type Handler = (key: string, signal: AbortSignal) => Promise<Outcome>;
 
 const BACKOFF_BASE_MS = 200;
 const BACKOFF_MAX_MS = 60_000;
+const PASS_TIMEOUT_MS = 60_000;
+
+/** A pass ran past its deadline; its signal was aborted with this reason and the key retried. */
+export class PassTimeoutError extends Error {
+  override readonly name = 'PassTimeoutError';
+}
+
+/** The queue stopped (leadership lost or shutdown) while the pass ran. */
+export class QueueStoppedError extends Error {
+  override readonly name = 'QueueStoppedError';
+}
 
 /** Processes keys with {@link Handler}; see the module comment for the guarantees. */
 export class WorkQueue {
@@ -35,7 +54,9 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly inFlight = new Map<string, AbortController>();
   private readonly concurrency: number;
+  private readonly passTimeoutMs: number;
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private running = false;
@@ -49,6 +70,9 @@ export class WorkQueue {
     options: WorkQueueOptions = {},
   ) {
     this.concurrency = options.concurrency ?? 2;
+    this.passTimeoutMs = options.passTimeoutMs ?? PASS_TIMEOUT_MS;
+    if (!(Number.isInteger(this.concurrency) && this.concurrency >= 1)) throw new RangeError(`concurrency must be a positive integer, not ${this.concurrency}`);
+    if (!(this.passTimeoutMs > 0)) throw new RangeError(`passTimeoutMs must be positive, not ${this.passTimeoutMs}`);
     this.backoffBaseMs = options.backoffBaseMs ?? BACKOFF_BASE_MS;
     this.backoffMaxMs = options.backoffMaxMs ?? BACKOFF_MAX_MS;
   }
@@ -60,11 +84,13 @@ export class WorkQueue {
   }
 
   /**
-   * Stops taking new keys, cancels delayed adds and resolves once the keys in flight are done.
-   * Waiting keys are dropped: a new leader relists everything anyway.
+   * Stops taking new keys, cancels delayed adds, aborts the signal of every pass in flight and
+   * resolves once they are released (at once: an aborted pass frees its key without waiting
+   * for its handler). Waiting keys are dropped: a new leader relists everything anyway.
    */
   async stop(): Promise<void> {
     this.running = false;
+    for (const controller of this.inFlight.values()) controller.abort(new QueueStoppedError('the work queue stopped (leadership lost or shutting down)'));
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.queue.length = 0;
@@ -137,9 +163,36 @@ export class WorkQueue {
     }
   }
 
-  private async process(key: string): Promise<void> {
+  /** Keys whose pass is running now. */
+  get activeKeys(): readonly string[] {
+    return [...this.inFlight.keys()];
+  }
+
+  /** The handler's pass, or the abort of its signal, whichever comes first. */
+  private async pass(key: string, controller: AbortController): Promise<Outcome> {
+    const { signal } = controller;
+    const timer = setTimeout(() => controller.abort(new PassTimeoutError(`the pass of ${key} ran for more than ${this.passTimeoutMs} ms`)), this.passTimeoutMs);
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<never>((_resolve, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
     try {
-      const outcome = await this.handler(key);
+      const handled = this.handler(key, signal);
+      // An abandoned handler's late failure is not reported: the queue already moved on.
+      handled.catch(() => undefined);
+      return await Promise.race([handled, aborted]);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async process(key: string): Promise<void> {
+    const controller = new AbortController();
+    this.inFlight.set(key, controller);
+    try {
+      const outcome = await this.pass(key, controller);
       this.forget(key);
       if (outcome.requeueAfterMs !== undefined && this.running) this.addAfter(key, outcome.requeueAfterMs);
     } catch (error) {
@@ -148,6 +201,7 @@ export class WorkQueue {
         this.onError(key, error, attempt);
       }
     } finally {
+      if (this.inFlight.get(key) === controller) this.inFlight.delete(key);
       this.processing.delete(key);
       this.active -= 1;
       if (this.dirty.delete(key) && this.running) this.add(key);

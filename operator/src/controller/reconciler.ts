@@ -29,6 +29,7 @@ import type { ObservedState, OperationRecord } from '../plan/types.js';
 import { findCondition, mergeConditions, rfc3339 } from './conditions.js';
 import { executeStep, startedServers, type ExecutableStep } from './execute.js';
 import type { NodeAdmin } from './node-admin.js';
+import { PassScopes } from './pass-scope.js';
 import { findLeader, podIpAddress, toObservation, viewNodes, type AddressOf, type NodeView } from './observe.js';
 import {
   CONFIGMAP, ensure, OwnershipConflictError, PDB, readOwned, SERVICE, STATEFULSET, type OwnedObjects,
@@ -64,9 +65,10 @@ export interface ReconcilerOptions {
   readonly actionDeadlineMs?: number;
   readonly clock?: () => Date;
   /**
-   * Asked right before a step is executed; false skips the step. Leader election passes
-   * "do I still hold the Lease", so a pass that began before leadership was lost does not act
-   * after a successor may have started.
+   * Asked right before every write and every admin call that changes a node (see
+   * pass-scope.ts), and before a step is executed; false refuses the call or skips the step.
+   * Leader election passes "do I still hold the Lease", so a pass that began before leadership
+   * was lost does not act after a successor may have started.
    */
   readonly mayAct?: () => boolean;
 }
@@ -104,6 +106,9 @@ const EVENT_REASON: Record<ExecutableStep['kind'], string> = {
 
 /** Reconciles PaxosQuorum objects; one instance per process. */
 export class Reconciler {
+  /** The options with clients, admin and events bound to the scope of the pass that uses them. */
+  private readonly options: ReconcilerOptions;
+  private readonly scopes: PassScopes;
   private readonly api: PaxosQuorumApi;
   private readonly statusDeadlineMs: number;
   private readonly actionDeadlineMs: number;
@@ -111,15 +116,25 @@ export class Reconciler {
   /** The last failed step per key, shown as Degraded/ActionFailed while the same step is retried. */
   private readonly failures = new Map<string, { step: string; message: string }>();
 
-  constructor(private readonly options: ReconcilerOptions) {
-    this.api = new PaxosQuorumApi(options.clients);
+  constructor(options: ReconcilerOptions) {
+    this.scopes = new PassScopes(options.mayAct);
+    this.options = this.scopes.bind(options);
+    this.api = new PaxosQuorumApi(this.options.clients);
     this.statusDeadlineMs = options.statusDeadlineMs ?? 1_000;
     this.actionDeadlineMs = options.actionDeadlineMs ?? 15_000;
     this.clock = options.clock ?? (() => new Date());
   }
 
-  /** Reconciles `namespace/name`. Throws to be retried with backoff. */
-  async reconcile(key: string): Promise<Outcome> {
+  /**
+   * Reconciles `namespace/name`. Throws to be retried with backoff. Every call of the pass
+   * carries `signal` (the work queue's: pass deadline, leadership lost); once it fires, every
+   * further call fails at once.
+   */
+  reconcile(key: string, signal: AbortSignal = new AbortController().signal): Promise<Outcome> {
+    return this.scopes.run(signal, () => this.pass(key));
+  }
+
+  private async pass(key: string): Promise<Outcome> {
     const [namespace, name] = splitKey(key);
     const log = this.options.log.child({ quorum: key });
     let quorum = await this.api.get(namespace, name);

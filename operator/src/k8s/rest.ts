@@ -108,8 +108,21 @@ export interface RequestOptions {
   readonly query?: Query;
   readonly body?: unknown;
   readonly contentType?: string;
-  /** Whole-request deadline (default 30 s). */
+  /** Whole-request deadline, from sending to the last byte of the answer (default 30 s). */
   readonly timeoutMs?: number;
+  /** Aborts the request (its socket is destroyed) when it fires; the call rejects with reason `Aborted`. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * What every request made through a {@link KubeRest.scoped} view carries: the signal of the
+ * work it belongs to (a reconcile pass, a leader-election round) and a check run before every
+ * write, so that work which lost its right to act cannot write.
+ */
+export interface CallScope {
+  readonly signal?: AbortSignal;
+  /** Called before every request other than GET; throws to refuse it. */
+  readonly beforeWrite?: (what: string) => void;
 }
 
 /** One event of a watch stream. */
@@ -128,12 +141,16 @@ export const MERGE_PATCH = 'application/merge-patch+json';
 const REQUEST_TIMEOUT_MS = 30_000;
 const RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
 
+/** Per-call options of the short-hand methods (`get`, `create`, ...). */
+export type CallOptions = Pick<RequestOptions, 'timeoutMs' | 'signal'>;
+
 /** The REST client. */
 export class KubeRest {
   private readonly agent: Agent;
 
-  constructor(readonly connection: KubeConnection) {
-    this.agent = new Agent({
+  /** @param shared an existing client whose connection pool this one uses (for {@link KubeRest.scoped}). */
+  constructor(readonly connection: KubeConnection, shared?: KubeRest) {
+    this.agent = shared?.agent ?? new Agent({
       keepAlive: true,
       maxSockets: 16,
       ca: connection.ca,
@@ -143,34 +160,50 @@ export class KubeRest {
     });
   }
 
-  /** Sends one request and parses the JSON answer. @throws KubeApiError */
+  /**
+   * Sends one request and parses the JSON answer. Every request has a whole-request deadline
+   * (`timeoutMs`, default 30 s) and may carry a `signal`. @throws KubeApiError
+   */
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const what = `${method} ${path}`;
-    const response = await this.open(method, path, options, options.timeoutMs ?? REQUEST_TIMEOUT_MS);
-    const text = await readBody(response, what);
+    const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
+    const response = await this.open(method, path, { ...options, signal }, () => deadline.aborted ? `no answer within ${timeoutMs} ms` : undefined);
+    const text = await readBody(response, what, signal);
     const status = response.statusCode ?? 0;
     if (status < 200 || status > 299) throw apiError(what, status, text);
     return (text === '' ? {} : JSON.parse(text)) as T;
   }
 
-  get<T>(path: string, query?: Query): Promise<T> {
-    return this.request<T>('GET', path, { query });
+  get<T>(path: string, query?: Query, options?: CallOptions): Promise<T> {
+    return this.request<T>('GET', path, { ...options, query });
   }
 
-  create<T>(path: string, body: unknown, query?: Query): Promise<T> {
-    return this.request<T>('POST', path, { body, query });
+  create<T>(path: string, body: unknown, query?: Query, options?: CallOptions): Promise<T> {
+    return this.request<T>('POST', path, { ...options, body, query });
   }
 
-  replace<T>(path: string, body: unknown, query?: Query): Promise<T> {
-    return this.request<T>('PUT', path, { body, query });
+  replace<T>(path: string, body: unknown, query?: Query, options?: CallOptions): Promise<T> {
+    return this.request<T>('PUT', path, { ...options, body, query });
   }
 
-  mergePatch<T>(path: string, body: unknown, query?: Query): Promise<T> {
-    return this.request<T>('PATCH', path, { body, query, contentType: MERGE_PATCH });
+  mergePatch<T>(path: string, body: unknown, query?: Query, options?: CallOptions): Promise<T> {
+    return this.request<T>('PATCH', path, { ...options, body, query, contentType: MERGE_PATCH });
   }
 
-  delete<T>(path: string, body?: unknown, query?: Query): Promise<T> {
-    return this.request<T>('DELETE', path, { body, query });
+  delete<T>(path: string, body?: unknown, query?: Query, options?: CallOptions): Promise<T> {
+    return this.request<T>('DELETE', path, { ...options, body, query });
+  }
+
+  /**
+   * A view of this client (same connection pool) whose every request carries the signal of
+   * `scope()` and, for writes, passes its `beforeWrite` check first. `scope` is asked at each
+   * request, so one view serves concurrent work (each pass finds its own scope, e.g. through
+   * an AsyncLocalStorage). Watches are not scoped.
+   */
+  scoped(scope: () => CallScope | undefined): KubeRest {
+    return new ScopedKubeRest(this, scope);
   }
 
   /**
@@ -181,11 +214,11 @@ export class KubeRest {
     let abort = (): void => undefined;
     const done = new Promise<void>((resolve, reject) => {
       const what = `WATCH ${path}`;
-      this.open('GET', path, { query: { ...query, watch: 1, allowWatchBookmarks: true } }, undefined, (cancel) => { abort = cancel; })
+      this.open('GET', path, { query: { ...query, watch: 1, allowWatchBookmarks: true } }, () => undefined, (cancel) => { abort = cancel; })
         .then((response) => {
           const status = response.statusCode ?? 0;
           if (status !== 200) {
-            readBody(response, what).then((text) => reject(apiError(what, status, text)), reject);
+            readBody(response, what, AbortSignal.timeout(REQUEST_TIMEOUT_MS)).then((text) => reject(apiError(what, status, text)), reject);
             return;
           }
           let buffered = '';
@@ -218,8 +251,13 @@ export class KubeRest {
     this.agent.destroy();
   }
 
+  /**
+   * Sends the request; resolves with the response once its headers arrive. `options.signal`
+   * destroys the request (and the response, if it has begun) when it fires; `timedOut` says
+   * whether that was the deadline, for the error message.
+   */
   private open(
-    method: string, path: string, options: RequestOptions, timeoutMs: number | undefined,
+    method: string, path: string, options: RequestOptions, timedOut: () => string | undefined,
     onCancel?: (cancel: () => void) => void,
   ): Promise<IncomingMessage> {
     const url = new URL(path, this.connection.server);
@@ -235,11 +273,18 @@ export class KubeRest {
     const token = this.connection.token?.();
     if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
     const what = `${method} ${path}`;
+    const { signal } = options;
     return new Promise((resolve, reject) => {
-      const req = request(url, { method, headers, agent: this.agent }, resolve);
-      if (timeoutMs !== undefined) {
-        req.setTimeout(timeoutMs, () => req.destroy(new KubeApiError(what, 0, 'Timeout', `no answer within ${timeoutMs} ms`)));
+      if (signal?.aborted === true) {
+        reject(abortError(what, signal, timedOut));
+        return;
       }
+      const req = request(url, { method, headers, agent: this.agent }, resolve);
+      const onAbort = (): void => {
+        req.destroy(abortError(what, signal as AbortSignal, timedOut));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.once('close', () => signal?.removeEventListener('abort', onAbort));
       req.on('error', (error) => reject(error instanceof KubeApiError ? error : new KubeApiError(what, 0, undefined, error.message, { cause: error })));
       onCancel?.(() => req.destroy());
       req.end(body);
@@ -247,18 +292,75 @@ export class KubeRest {
   }
 }
 
-function readBody(response: IncomingMessage, what: string): Promise<string> {
+/** A request stopped by its signal: reason `Timeout` for the deadline, `Aborted` otherwise. */
+function abortError(what: string, signal: AbortSignal, timedOut: () => string | undefined): KubeApiError {
+  const timeout = timedOut();
+  if (timeout !== undefined) return new KubeApiError(what, 0, 'Timeout', timeout);
+  const reason: unknown = signal.reason;
+  return new KubeApiError(what, 0, 'Aborted', `aborted: ${reason instanceof Error ? reason.message : String(reason)}`, { cause: reason });
+}
+
+/** Reads the whole body; rejects if the response breaks off, is too large, or `signal` fires. */
+function readBody(response: IncomingMessage, what: string, signal: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const fail = (error: Error): void => {
+      signal.removeEventListener('abort', onAbort);
+      reject(error instanceof KubeApiError ? error : new KubeApiError(what, 0, undefined, error.message, { cause: error }));
+    };
+    const onAbort = (): void => {
+      response.destroy();
+      fail(new KubeApiError(what, 0, 'Aborted', 'aborted while reading the answer', { cause: signal.reason }));
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
     response.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > RESPONSE_BYTES_MAX) response.destroy(new Error(`response larger than ${RESPONSE_BYTES_MAX} bytes`));
       else chunks.push(chunk);
     });
-    response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    response.on('error', (error) => reject(new KubeApiError(what, 0, undefined, error.message, { cause: error })));
+    response.on('end', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    response.on('error', fail);
+    response.on('close', () => {
+      if (!response.complete) fail(new KubeApiError(what, 0, undefined, 'the connection closed before the answer was complete'));
+    });
   });
+}
+
+/** See {@link KubeRest.scoped}. Requests go through the parent's `request`, so a subclass of it still sees them. */
+class ScopedKubeRest extends KubeRest {
+  constructor(private readonly parent: KubeRest, private readonly scope: () => CallScope | undefined) {
+    super(parent.connection, parent);
+  }
+
+  override request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const scope = this.scope();
+    if (scope === undefined) return this.parent.request<T>(method, path, options);
+    const what = `${method} ${path}`;
+    try {
+      if (scope.signal?.aborted === true) throw abortError(what, scope.signal, () => undefined);
+      if (method !== 'GET') scope.beforeWrite?.(what);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const signals = [options.signal, scope.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
+    return this.parent.request<T>(method, path, { ...options, ...(signal === undefined ? {} : { signal }) });
+  }
+
+  override watch<T>(path: string, query: Query, onEvent: (event: WatchEvent<T>) => void): WatchHandle {
+    return this.parent.watch(path, query, onEvent);
+  }
+
+  /** The parent owns the connection pool. */
+  override close(): void {}
 }
 
 function apiError(what: string, status: number, text: string): KubeApiError {
