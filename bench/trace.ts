@@ -143,7 +143,7 @@ async function runOnce(run: number): Promise<Map<string, number>> {
         `n${i}`,
         process.execPath,
         [main, '--id', String(i), '--data-dir', dataDir, '--peers', peers, '--listen', '127.0.0.1', '--peer-port', String(ports[i]), '--metrics-port', '0',
-          '--bootstrap-config', JSON.stringify({ epoch: 1, members: [0, 1, 2] }), '--log-level', 'warn'],
+          '--bootstrap-config', JSON.stringify({ epoch: 1, members: [0, 1, 2] }), '--log-level', 'warn', '--insecure'],
         join(tmp, `n${i}.log`),
         { cwd: ROOT, env },
       );

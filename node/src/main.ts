@@ -1,7 +1,8 @@
 /**
  * The node process: `tsx node/src/main.ts --id 0 --data-dir /data --peer-template ...`.
  *
- * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for invalid configuration, 3 when
+ * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for invalid configuration (including
+ * missing, unreadable or mismatched TLS files), 3 when
  * the data directory is corrupt or incomplete (the node refuses to start), 1 for anything
  * else, including a storage failure while running.
  */
@@ -9,6 +10,7 @@ import pino from 'pino';
 import { ConfigError, USAGE, parseNodeConfig } from './io/config.js';
 import { CorruptLogError, CorruptSnapshotError, IncompleteDataDirError } from './io/storage.js';
 import { MissingBootstrapError, NodeServer } from './io/server.js';
+import { TlsFilesError } from './io/tls.js';
 
 async function main(): Promise<number> {
   let config;
@@ -41,6 +43,11 @@ async function main(): Promise<number> {
       logger.fatal({ err: { name: err.name, message: err.message } }, 'refusing to start: data directory damaged');
       process.stderr.write(`paxos-node: refusing to start: ${err.message}\nSee docs/data-dir.md for recovery.\n`);
       return 3;
+    }
+    if (err instanceof TlsFilesError) {
+      logger.fatal({ err: { name: err.name, message: err.message } }, 'refusing to start: TLS files unusable');
+      process.stderr.write(`paxos-node: TLS: ${err.message}\n`);
+      return 2;
     }
     if (err instanceof MissingBootstrapError) {
       process.stderr.write(`paxos-node: ${err.message}\n`);

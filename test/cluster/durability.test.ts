@@ -34,7 +34,7 @@ describe('process cluster: durability', () => {
     cluster = await ProcessCluster.create({ capacity: 3, flags: ['--snapshot-threshold', '100'] });
     for (const id of IDS) cluster.start(id, CONFIG3);
     await cluster.waitStable(IDS);
-    client = new PaxosClient({ endpoints: cluster.endpoints(IDS), deadlineMs: 20_000 });
+    client = new PaxosClient({ endpoints: cluster.endpoints(IDS), deadlineMs: 20_000, ...cluster.clientCredentials() });
   });
 
   afterEach(async () => {

@@ -8,8 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type * as grpc from '@grpc/grpc-js';
 import { AdminClient, type NodeStatus } from '../../node/src/client/index.js';
 import type { Config } from '../../node/src/core/types.js';
+import { TestPki } from './certs.js';
 import { LoopbackAddresses } from './loopback.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,23 +50,47 @@ export interface ClusterOptions {
   readonly capacity: number;
   /** Extra flags for every node. */
   readonly flags?: readonly string[];
+  /**
+   * Mutual TLS (default true): a CA for the cluster, a member certificate per node, and the
+   * operator's certificate for `admin`; false runs the nodes with --insecure.
+   */
+  readonly tls?: boolean;
 }
 
 /** A set of node processes. */
 export class ProcessCluster {
   readonly root: string;
   private readonly slots: Slot[] = [];
-  readonly admin = new AdminClient({ deadlineMs: 2000 });
+  /** Admin client with the operator's certificate (when TLS is on). */
+  readonly admin: AdminClient;
   private readonly addresses = new LoopbackAddresses();
+  /** The cluster's CA and certificates; undefined with `tls: false`. */
+  readonly pki: TestPki | undefined;
 
   private constructor(private readonly options: ClusterOptions) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'paxos-proc-'));
+    this.pki = options.tls === false ? undefined : TestPki.create(path.join(this.root, 'tls'), this.addresses.host, 'cluster');
+    this.admin = new AdminClient({ deadlineMs: 2000, ...(this.pki ? { credentials: this.pki.credentials(this.pki.operator()) } : {}) });
+  }
+
+  /**
+   * Client options for a `PaxosClient` of this cluster: a client certificate (`app`) when TLS
+   * is on, nothing otherwise.
+   */
+  clientCredentials(name = 'app'): { credentials?: grpc.ChannelCredentials } {
+    return this.pki ? { credentials: this.pki.credentials(this.pki.client(name)) } : {};
+  }
+
+  /** The host every node listens on (in its certificates). */
+  get host(): string {
+    return this.addresses.host;
   }
 
   static async create(options: ClusterOptions): Promise<ProcessCluster> {
     const c = new ProcessCluster(options);
     for (let id = 0; id < options.capacity; id++) {
       c.slots.push({ id, port: await c.addresses.port(), dataDir: path.join(c.root, `node-${id}`), stderr: '', stdout: '' });
+      c.pki?.member(id);
     }
     return c;
   }
@@ -105,6 +131,7 @@ export class ProcessCluster {
       '--heartbeat-ms', '50',
       '--election-timeout-ms', '300',
       '--log-level', 'info',
+      ...(this.pki ? [...TestPki.nodeFlags(this.pki.files(`member-${id}`)), '--tls-reload-ms', '200'] : ['--insecure']),
       ...(this.options.flags ?? []),
       ...extra,
     ];
@@ -117,6 +144,11 @@ export class ProcessCluster {
     });
     proc.stderr?.on('data', (d: Buffer) => (s.stderr += d.toString()));
     s.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal, stderr: s.stderr })));
+  }
+
+  /** The process id of node `id`'s current process (to tell a restart). */
+  pid(id: number): number | undefined {
+    return this.slot(id).proc?.pid;
   }
 
   /** kill -9. */

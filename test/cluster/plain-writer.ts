@@ -40,6 +40,8 @@ export interface PlainWriterOptions {
   readonly intervalMs: number;
   /** Concurrent lanes, each with its own session. */
   readonly lanes: number;
+  /** How to dial (default plaintext): the cluster's client credentials when TLS is on. */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 /** Writes unique keys `plain/<lane>/<seq>` until stopped; see the file comment. */
@@ -96,7 +98,7 @@ export class PlainWriter {
   private client(address: string): grpc.Client {
     let c = this.clients.get(address);
     if (!c) {
-      c = new this.Kv(address, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
+      c = new this.Kv(address, this.options.credentials ?? grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
       this.clients.set(address, c);
     }
     return c;

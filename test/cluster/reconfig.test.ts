@@ -26,7 +26,7 @@ describe('process cluster: online reconfiguration', () => {
     let leader = await cluster.waitStable([0, 1, 2]);
 
     // A writer throughout; it records what was acknowledged.
-    const client = new PaxosClient({ endpoints: cluster.endpoints([0, 1, 2, 3, 4]), deadlineMs: 30_000 });
+    const client = new PaxosClient({ endpoints: cluster.endpoints([0, 1, 2, 3, 4]), deadlineMs: 30_000, ...cluster.clientCredentials() });
     const acked = new Map<string, string>();
     let writing = true;
     let failures = 0;
@@ -44,7 +44,7 @@ describe('process cluster: online reconfiguration', () => {
 
     // A client written from the proto alone (no retries): every answer but OK is a refusal it
     // sees. Reconfiguration must not cause any.
-    const plain = new PlainWriter({ endpoints: cluster.endpoints([leader, ...[0, 1, 2, 3, 4].filter((id) => id !== leader)]), deadlineMs: 10_000, intervalMs: 5, lanes: 4 });
+    const plain = new PlainWriter({ endpoints: cluster.endpoints([leader, ...[0, 1, 2, 3, 4].filter((id) => id !== leader)]), deadlineMs: 10_000, intervalMs: 5, lanes: 4, ...cluster.clientCredentials() });
     plain.start();
 
     /** The leader among the running nodes, once they all agree on it. */
@@ -137,7 +137,7 @@ describe('process cluster: online reconfiguration', () => {
     expect({ refusedOtherwise, samples: plain.counts.samples.filter((m) => !m.includes('NOT_LEADER')) }).toEqual({ refusedOtherwise: {}, samples: [] });
     expect(plain.counts.ok).toBeGreaterThan(10);
     expect(acked.size).toBeGreaterThan(10);
-    const reader = new PaxosClient({ endpoints: cluster.endpoints([0, 1, 2]), deadlineMs: 20_000 });
+    const reader = new PaxosClient({ endpoints: cluster.endpoints([0, 1, 2]), deadlineMs: 20_000, ...cluster.clientCredentials() });
     try {
       for (const [key, value] of acked) expect(await reader.get(key)).toBe(value);
     } finally {

@@ -62,9 +62,9 @@ class Writer {
   /** Every attempt the client made (diagnostics: who it asked, how long, what came back). */
   readonly attempts: Array<{ start: number; end: number; target: string; error?: string }> = [];
 
-  constructor(endpoints: string[], workers = 4) {
+  constructor(endpoints: string[], tls: ReturnType<ProcessCluster['clientCredentials']>, workers = 4) {
     // The e2e writer's options (test/e2e/harness.ts).
-    this.client = new PaxosClient({ endpoints, deadlineMs: 15_000, attemptTimeoutMs: 1000, maxInflight: workers + 2, backoffMaxMs: 250 });
+    this.client = new PaxosClient({ endpoints, deadlineMs: 15_000, attemptTimeoutMs: 1000, maxInflight: workers + 2, backoffMaxMs: 250, ...tls });
     // Probe-only: wrap the client's private per-attempt call to see retries inside a stall.
     const c = this.client as unknown as { attempt: (target: string, ...rest: unknown[]) => Promise<unknown> };
     const attempt = c.attempt.bind(this.client);
@@ -207,7 +207,7 @@ class Bench {
       leader = await cluster.waitStable(members(size));
     }
     // Like the e2e writer: the endpoints of the first three pods (or all of them when fewer run).
-    b.writer = new Writer(cluster.endpoints(members(Math.max(3, size)).filter((id) => id < capacity)));
+    b.writer = new Writer(cluster.endpoints(members(Math.max(3, size)).filter((id) => id < capacity)), cluster.clientCredentials());
     b.roles = new RoleWatcher(cluster, () => [...b.running]);
     await sleep(1500); // warm up: connections, JIT
     return b;

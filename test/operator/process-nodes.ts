@@ -97,7 +97,7 @@ export class ProcessKubelet {
       '--import', 'tsx', join(REPO_ROOT, 'node', 'src', 'main.ts'),
       `--id=${ordinal}`, `--data-dir=${dataDir}`, `--peers=${peers}`, `--listen=${this.addresses.host}`,
       `--peer-port=${this.peerPorts[ordinal]}`, `--client-port=${this.clientPorts[ordinal]}`, '--metrics-port=0',
-      `--bootstrap-config=${bootstrapConfig}`, '--election-timeout-ms=1000', '--heartbeat-ms=100', '--log-level=warn',
+      `--bootstrap-config=${bootstrapConfig}`, '--election-timeout-ms=1000', '--heartbeat-ms=100', '--log-level=warn', '--insecure',
       ...(joining ? ['--joining'] : []),
     ];
     const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

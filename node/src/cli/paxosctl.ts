@@ -1,7 +1,7 @@
 /**
  * paxosctl: the command-line client of a Paxos quorum.
  *
- *   paxosctl [--endpoints h:p,h:p] [--json] [--deadline-ms N] COMMAND ...
+ *   paxosctl [--endpoints h:p,h:p] [--cacert F [--cert F --key F]] [--json] [--deadline-ms N] COMMAND ...
  *
  * Exit codes: 0 success, 1 the operation failed (including "not found" and a CAS mismatch),
  * 2 usage errors.
@@ -10,10 +10,11 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Config } from '../core/types.js';
-import { AdminClient, PaxosClient, PaxosClientError, type NodeStatus } from '../client/index.js';
+import type * as grpc from '@grpc/grpc-js';
+import { AdminClient, PaxosClient, PaxosClientError, TlsFilesError, tlsCredentialsFromFiles, type NodeStatus } from '../client/index.js';
 import { renderTable } from './table.js';
 
-export const USAGE = `usage: paxosctl [--endpoints h:p,...] [--json] [--deadline-ms N] COMMAND
+export const USAGE = `usage: paxosctl [--endpoints h:p,...] [--cacert F [--cert F --key F]] [--json] [--deadline-ms N] COMMAND
 
 key-value commands (sent to the leader, found from any endpoint):
   put KEY VALUE                 set KEY; prints the previous value
@@ -35,6 +36,11 @@ options:
   --endpoints LIST   client endpoints (env PAXOSCTL_ENDPOINTS; default 127.0.0.1:7001)
   --json             machine-readable output
   --deadline-ms N    deadline per command (default 5000; finalize gets 3x)
+  --cacert FILE      TLS: CA bundle that signed the nodes' certificates (env PAXOSCTL_CACERT);
+                     without it paxosctl speaks plaintext (a node with --insecure)
+  --cert FILE        client certificate (env PAXOSCTL_CERT); the admin commands other than
+                     status need the operator's (Secret <quorum>-tls-operator)
+  --key FILE         its private key (env PAXOSCTL_KEY)
 `;
 
 /** A usage error: exit code 2. */
@@ -68,6 +74,7 @@ interface Globals {
   deadlineMs: number;
   limit: number;
   expectAbsent: boolean;
+  tls: { cacert: string; cert: string | undefined; key: string | undefined } | undefined;
 }
 
 function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Globals; command: string | undefined; args: string[]; help: boolean } {
@@ -83,6 +90,9 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
         'deadline-ms': { type: 'string' },
         limit: { type: 'string' },
         'expect-absent': { type: 'boolean' },
+        cacert: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -99,6 +109,11 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
     return n;
   };
   const [command, ...args] = parsed.positionals;
+  const cacert = v.cacert ?? (env.PAXOSCTL_CACERT || undefined);
+  const cert = v.cert ?? (env.PAXOSCTL_CERT || undefined);
+  const key = v.key ?? (env.PAXOSCTL_KEY || undefined);
+  if (!cacert && (cert || key)) throw new UsageError('--cert/--key need --cacert (the CA that signed the nodes\' certificates)');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError(cert ? '--cert needs --key' : '--key needs --cert');
   return {
     globals: {
       endpoints,
@@ -106,6 +121,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
       deadlineMs: int('deadline-ms', v['deadline-ms'], 5000),
       limit: int('limit', v.limit, 1000),
       expectAbsent: v['expect-absent'] ?? false,
+      tls: cacert ? { cacert, cert, key } : undefined,
     },
     command,
     args,
@@ -170,6 +186,7 @@ function statusTable(rows: Array<{ endpoint: string; status?: NodeStatus; error?
 
 /** Runs one CLI invocation and returns the exit code. */
 export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  let tlsGiven = false;
   let kv: PaxosClient | undefined;
   let admin: AdminClient | undefined;
   try {
@@ -179,8 +196,10 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: I
       return help || command === 'help' ? 0 : 2;
     }
     const print = (human: string, json: unknown): void => io.out(g.json ? JSON.stringify(json) : human);
-    const kvClient = (): PaxosClient => (kv ??= new PaxosClient({ endpoints: g.endpoints, deadlineMs: g.deadlineMs }));
-    const adminClient = (): AdminClient => (admin ??= new AdminClient({ deadlineMs: Math.min(g.deadlineMs, 5000) }));
+    tlsGiven = g.tls !== undefined;
+    const credentials: grpc.ChannelCredentials | undefined = g.tls ? tlsCredentialsFromFiles(g.tls) : undefined;
+    const kvClient = (): PaxosClient => (kv ??= new PaxosClient({ endpoints: g.endpoints, deadlineMs: g.deadlineMs, ...(credentials ? { credentials } : {}) }));
+    const adminClient = (): AdminClient => (admin ??= new AdminClient({ deadlineMs: Math.min(g.deadlineMs, 5000), ...(credentials ? { credentials } : {}) }));
     const show = (v: string | null): string => (v === null ? '(absent)' : v);
     switch (command) {
       case 'put': {
@@ -273,8 +292,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: I
       io.err(`paxosctl: ${err.message}`);
       return 1;
     }
+    if (err instanceof TlsFilesError) {
+      io.err(`paxosctl: TLS: ${err.message}`);
+      return 2;
+    }
     if (err instanceof PaxosClientError) {
-      io.err(`paxosctl: ${err.codeName}: ${err.message}`);
+      io.err(`paxosctl: ${err.codeName}: ${explain(err, tlsGiven)}`);
       return 1;
     }
     io.err(`paxosctl: ${(err as Error).message}`);
@@ -283,6 +306,28 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: I
     kv?.close();
     admin?.close();
   }
+}
+
+/**
+ * The error in one line, with what a TLS failure most likely means: grpc-js reports a failed
+ * handshake as UNAVAILABLE with the TLS library's words somewhere in a longer text.
+ */
+export function explain(err: PaxosClientError, tlsGiven: boolean): string {
+  const m = err.message;
+  const hint = (why: string): string => `${why} (${m.replace(/\s+/g, ' ').slice(0, 200)})`;
+  if (/self[- ]signed certificate|unable to verify|unable to get (local )?issuer|certificate signature failure/i.test(m)) {
+    return hint('TLS: the node\'s certificate is not signed by the CA given with --cacert');
+  }
+  if (/certificate has expired|CERT_HAS_EXPIRED|certificate expired|alert number 45/i.test(m)) return hint('TLS: a certificate has expired');
+  if (/Hostname\/IP does not match|ERR_TLS_CERT_ALTNAME_INVALID/i.test(m)) return hint('TLS: the endpoint\'s name is not in the node\'s certificate');
+  if (/certificate required|alert number 116|peer did not return a certificate/i.test(m)) return hint('TLS: the node requires a client certificate (--cert/--key)');
+  if (/unknown ca|alert number 48|bad certificate|alert number 42/i.test(m)) return hint('TLS: the node does not accept this client certificate (signed by another CA?)');
+  if (/wrong version number|packet length too long|http\/1|Protocol error|ECONNRESET|Connection dropped|Failed to connect/i.test(m)) {
+    return hint(tlsGiven
+      ? 'could not connect: the node is unreachable, or it refused this client certificate (one of another CA?)'
+      : 'could not connect: the node is unreachable, or it requires TLS (give --cacert, and --cert/--key)');
+  }
+  return m.replace(/\s+/g, ' ');
 }
 
 /** True when this module is the process entry (run via bin/paxosctl.js or `npm run paxosctl`). */

@@ -2,6 +2,7 @@
  * The admin client: status, convert, transfer, finalize and snapshot on one node, each with a
  * deadline. Used by the operator's reconciler and by paxosctl.
  */
+import type * as grpc from '@grpc/grpc-js';
 import type { Config, ReplicaStatus } from '../core/types.js';
 import { decodeConfig, encodeConfig, type WireBallot, type WireConfig } from '../io/codec.js';
 import { ChannelPool, unaryCall } from './channels.js';
@@ -40,15 +41,18 @@ interface WireStatus {
 export interface AdminClientOptions {
   /** Deadline of each call. Default 5000 (finalize waits for a log entry: give it more). */
   readonly deadlineMs?: number;
+  /** How to dial the nodes: plaintext by default; TLS from `tlsCredentialsFromFiles` (./tls.js). */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 /** Admin calls against individual nodes, addressed by host:port. */
 export class AdminClient {
-  private readonly pool = new ChannelPool();
+  private readonly pool: ChannelPool;
   private readonly deadlineMs: number;
 
   constructor(options: AdminClientOptions = {}) {
     this.deadlineMs = options.deadlineMs ?? 5000;
+    this.pool = new ChannelPool(32, options.credentials);
   }
 
   /** Every call takes an optional `signal` that cancels it. */

@@ -8,14 +8,18 @@ type Kind = 'KvClient' | 'AdminClient' | 'HealthClient';
 export class ChannelPool {
   private readonly clients = new Map<string, grpc.Client>();
 
-  constructor(private readonly max = 32) {}
+  /** `credentials`: how to dial (default plaintext; see tls.ts for TLS). */
+  constructor(
+    private readonly max = 32,
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  ) {}
 
   get(kind: Kind, address: string): grpc.Client {
     const key = `${kind}|${address}`;
     let client = this.clients.get(key);
     if (!client) {
       const Ctor = loadProtos()[kind];
-      client = new Ctor(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      client = new Ctor(address, this.credentials, CHANNEL_OPTIONS);
       this.clients.set(key, client);
       if (this.clients.size > this.max) {
         const [oldestKey, oldest] = this.clients.entries().next().value as [string, grpc.Client];

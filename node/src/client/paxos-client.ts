@@ -44,6 +44,8 @@ export interface PaxosClientOptions {
    * milliseconds, not seconds). Default 50. Unreachable nodes still get the full backoff.
    */
   readonly leaderChangeBackoffMaxMs?: number;
+  /** How to dial the nodes: plaintext by default; TLS from `tlsCredentialsFromFiles` (./tls.js). */
+  readonly credentials?: grpc.ChannelCredentials;
   /** Use the Pipeline stream instead of unary calls. */
   readonly pipeline?: boolean;
   readonly random?: () => number;
@@ -90,7 +92,7 @@ export class PaxosClient {
   private readonly endpoints: string[];
   private leader: string;
   private rotation = 0;
-  private readonly pool = new ChannelPool();
+  private readonly pool: ChannelPool;
   /** Hinted addresses that failed before answering, with the time until which to avoid them. */
   private readonly unusable = new Map<string, number>();
   /** Node id → configured endpoint, learnt from Status calls when a hint is unusable. */
@@ -113,6 +115,7 @@ export class PaxosClient {
     if (options.endpoints.length === 0) throw new Error('PaxosClient needs at least one endpoint');
     this.endpoints = [...options.endpoints];
     this.leader = this.endpoints[0] as string;
+    this.pool = new ChannelPool(32, options.credentials);
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.attemptMs = Math.min(this.deadlineMs, options.attemptTimeoutMs ?? 2000);
     this.backoffMinMs = options.backoffMinMs ?? 20;

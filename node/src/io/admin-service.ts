@@ -5,14 +5,33 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { NodeId } from '../core/types.js';
 import { decodeConfig, encodeBallot, encodeConfig, type WireConfig } from './codec.js';
+import { OPEN_ACCESS, type AccessPolicy } from './access.js';
 import type { Driver } from './driver.js';
 import { InvalidRequestError, grpcCode, toGrpcError } from './errors.js';
 
-/** Builds the AdminService handlers. */
-export function adminHandlers(driver: Driver, logger: Logger, clientAddress: (id: NodeId) => string | undefined): grpc.UntypedServiceImplementation {
+/**
+ * Builds the AdminService handlers. Every call but Status is checked against `access`: with
+ * TLS on, only the operator's certificate may convert, transfer, finalize, register or
+ * snapshot; anyone else gets PERMISSION_DENIED and a warning naming them in the log.
+ */
+export function adminHandlers(
+  driver: Driver,
+  logger: Logger,
+  clientAddress: (id: NodeId) => string | undefined,
+  access: AccessPolicy = OPEN_ACCESS,
+): grpc.UntypedServiceImplementation {
   const handle =
     <Req>(name: string, fn: (req: Req) => object | Promise<object>): grpc.handleUnaryCall<Req, object> =>
     (call, callback) => {
+      if (name !== 'status') {
+        const refusal = access.admin(call);
+        if (refusal !== undefined) {
+          logger.warn({ op: name, caller: access.caller(call), peer: call.getPeer(), reason: refusal }, 'admin request denied');
+          callback({ code: grpc.status.PERMISSION_DENIED, details: `${name}: permission denied: ${refusal}` } as grpc.ServiceError);
+          return;
+        }
+        if (access.enforced) logger.info({ op: name, caller: access.caller(call) }, 'admin request authorized');
+      }
       Promise.resolve()
         .then(() => fn(call.request))
         .then(

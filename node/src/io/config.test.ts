@@ -1,7 +1,8 @@
 import { ConfigError, clientAddress, lostDataAtStart, parseNodeConfig, peerAddress, startsUnregistered, type NodeConfig } from './config.js';
 
 const ok = (argv: string[], env: NodeJS.ProcessEnv = {}): NodeConfig => {
-  const c = parseNodeConfig(argv, env);
+  const tls = argv.some((a) => a.startsWith('--tls-') || a === '--insecure') || Object.keys(env).some((k) => k.startsWith('PAXOS_TLS_') || k === 'PAXOS_INSECURE');
+  const c = parseNodeConfig(tls ? argv : [...argv, '--insecure'], env);
   if (c === 'help') throw new Error('help');
   return c;
 };
@@ -62,12 +63,34 @@ describe('node config', () => {
     expect(text).toContain('--data-dir');
     expect(text).toContain('host:port');
     expect(text).toContain('--bootstrap-config');
-    expect(issues(['--election-timeout-ms', 'soon'])).toEqual(['--election-timeout-ms: "soon" is not a number']);
+    expect(issues(['--election-timeout-ms', 'soon', '--insecure'])).toEqual(['--election-timeout-ms: "soon" is not a number']);
     expect(issues(['--what'])[0]).toMatch(/Unknown option/);
   });
 
   it('requires heartbeats shorter than the election timeout', () => {
     const text = issues(['--id', '0', '--data-dir', '/d', '--peers', '0=a:1', '--heartbeat-ms', '900', '--election-timeout-ms', '800']).join('\n');
     expect(text).toContain('heartbeat-ms must be below election-timeout-ms');
+  });
+
+  describe('TLS', () => {
+    const base = ['--id', '0', '--data-dir', '/d', '--peers', '0=a:1'];
+    it('is required: without the files or --insecure the node does not start', () => {
+      expect(issues(base).join('\n')).toContain('give --tls-ca, --tls-cert and --tls-key (or --insecure');
+    });
+
+    it('takes the three files from flags or environment, client auth required by default', () => {
+      expect(ok([...base, '--tls-ca', 'ca', '--tls-cert', 'c', '--tls-key', 'k']).tls).toEqual({ caFile: 'ca', certFile: 'c', keyFile: 'k', clientAuth: 'required', reloadMs: 10_000 });
+      expect(ok(base, { PAXOS_TLS_CA: 'ca', PAXOS_TLS_CERT: 'c', PAXOS_TLS_KEY: 'k', PAXOS_CLIENT_AUTH: 'None', PAXOS_TLS_RELOAD_MS: '500' }).tls)
+        .toEqual({ caFile: 'ca', certFile: 'c', keyFile: 'k', clientAuth: 'none', reloadMs: 500 });
+      expect(ok([...base, '--insecure']).tls).toBeUndefined();
+      expect(ok(base, { PAXOS_INSECURE: 'true' }).tls).toBeUndefined();
+    });
+
+    it('names what is missing or contradictory', () => {
+      expect(issues([...base, '--tls-ca', 'ca']).join('\n')).toContain('missing: --tls-cert, --tls-key');
+      expect(issues([...base, '--insecure', '--tls-ca', 'ca']).join('\n')).toContain('cannot be combined');
+      expect(issues([...base, '--tls-ca', 'ca', '--tls-cert', 'c', '--tls-key', 'k', '--client-auth', 'maybe']).join('\n')).toContain('--client-auth: "maybe"');
+      expect(issues([...base, '--tls-ca', 'ca', '--tls-cert', 'c', '--tls-key', 'k', '--tls-reload-ms', '5']).join('\n')).toContain('--tls-reload-ms');
+    });
   });
 });

@@ -55,6 +55,21 @@ export const nodeConfigSchema = z
     /** How long SIGTERM waits for in-flight requests before closing. */
     shutdownGraceMs: positiveMs.default(5_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /**
+     * Mutual TLS on the peer and client ports (absent: plaintext, which the command line allows
+     * only with an explicit --insecure). See docs/adr/0011-mutual-tls-and-admin-identity.md.
+     */
+    tls: z
+      .object({
+        caFile: z.string().min(1),
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+        /** `required`: the client port accepts only clients with a certificate of the CA; `none`: any TLS client. */
+        clientAuth: z.enum(['required', 'none']).default('required'),
+        /** How often the files are re-read for a renewed certificate. */
+        reloadMs: z.number().int().min(100).max(3_600_000).default(10_000),
+      })
+      .optional(),
   })
   .refine((c) => c.heartbeatMs < c.electionTimeoutMs, { message: 'heartbeat-ms must be below election-timeout-ms', path: ['heartbeatMs'] })
   .refine((c) => c.tickMs <= c.heartbeatMs, { message: 'tick-ms must not exceed heartbeat-ms', path: ['tickMs'] })
@@ -92,11 +107,18 @@ const FLAGS = {
   'request-timeout-ms': { type: 'string' },
   'shutdown-grace-ms': { type: 'string' },
   'log-level': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'client-auth': { type: 'string' },
+  'tls-reload-ms': { type: 'string' },
+  insecure: { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
 
 /** The usage text printed by `--help` and on configuration errors. */
-export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h:p,... | --peer-template 'paxos-{i}.svc:7001') [options]
+export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h:p,... | --peer-template 'paxos-{i}.svc:7001')
+                  (--tls-ca F --tls-cert F --tls-key F | --insecure) [options]
 
   --id N                   this node's id (env PAXOS_ID; else the -N suffix of HOSTNAME)
   --data-dir DIR           data directory (env PAXOS_DATA_DIR)
@@ -115,6 +137,14 @@ export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h
   --tick-ms N              default 50        --snapshot-threshold N  entries, default 10000
   --max-pending-requests N default 10000     --request-timeout-ms N  default 10000
   --shutdown-grace-ms N    default 5000      --log-level L  default info (env PAXOS_LOG_LEVEL)
+  --tls-ca FILE            CA bundle (PEM) trusted for peers and clients (env PAXOS_TLS_CA)
+  --tls-cert FILE          this member's certificate, naming urn:paxos:member:<id> (env PAXOS_TLS_CERT)
+  --tls-key FILE           its private key (env PAXOS_TLS_KEY); the three files are re-read
+                           every --tls-reload-ms (default 10000) and swapped in without a restart
+  --client-auth MODE       required (default): clients need a certificate of the CA; none: any
+                           TLS client may read and write (env PAXOS_CLIENT_AUTH). The peer port
+                           always requires a member certificate, admin calls the operator's
+  --insecure               no TLS at all, no authentication (env PAXOS_INSECURE=true)
 `;
 
 function num(flag: string, raw: string | undefined, issues: string[]): number | undefined {
@@ -149,6 +179,8 @@ export function parseNodeConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (values.help) return 'help';
   const s = (flag: string, envName?: string): string | undefined => (values[flag] as string | undefined) ?? (envName ? env[envName] : undefined);
   const issues: string[] = [];
+  // Reported together with the others, not instead of them.
+  const tlsIssues: string[] = [];
   let id = num('id', s('id', 'PAXOS_ID'), issues);
   if (id === undefined && env.HOSTNAME) {
     const m = /-(\d+)$/.exec(env.HOSTNAME);
@@ -182,17 +214,50 @@ export function parseNodeConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     requestTimeoutMs: num('request-timeout-ms', s('request-timeout-ms'), issues),
     shutdownGraceMs: num('shutdown-grace-ms', s('shutdown-grace-ms'), issues),
     logLevel: s('log-level', 'PAXOS_LOG_LEVEL'),
+    tls: tlsOf(s, num, tlsIssues, (values.insecure as boolean | undefined) ?? (env.PAXOS_INSECURE === 'true' || env.PAXOS_INSECURE === '1')),
   };
-  if (issues.length > 0) throw new ConfigError(issues);
+  if (issues.length > 0) throw new ConfigError([...issues, ...tlsIssues]);
   const parsed = nodeConfigSchema.safeParse(Object.fromEntries(Object.entries(candidate).filter(([, v]) => v !== undefined)));
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.length ? `${flagName(String(i.path[0]))}: ` : ''}${i.message}`));
+    throw new ConfigError([
+      ...parsed.error.issues.map((i) => `${i.path.length ? `${flagName(String(i.path[0] === 'tls' ? (i.path[1] ?? 'tls') : i.path[0]))}: ` : ''}${i.message}`),
+      ...tlsIssues,
+    ]);
   }
+  if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
   return parsed.data;
 }
 
+/** The `tls` part of the candidate config: all three files, or --insecure, never neither or both. */
+function tlsOf(
+  s: (flag: string, envName?: string) => string | undefined,
+  num: (flag: string, raw: string | undefined, issues: string[]) => number | undefined,
+  issues: string[],
+  insecure: boolean,
+): object | undefined {
+  const files = { caFile: s('tls-ca', 'PAXOS_TLS_CA'), certFile: s('tls-cert', 'PAXOS_TLS_CERT'), keyFile: s('tls-key', 'PAXOS_TLS_KEY') };
+  const given = Object.values(files).filter((f) => f !== undefined && f !== '').length;
+  const clientAuth = s('client-auth', 'PAXOS_CLIENT_AUTH')?.toLowerCase();
+  if (insecure) {
+    if (given > 0) issues.push('--insecure: cannot be combined with --tls-ca/--tls-cert/--tls-key');
+    return undefined;
+  }
+  if (given === 0) {
+    issues.push('TLS: give --tls-ca, --tls-cert and --tls-key (or --insecure to run without TLS and authentication)');
+    return undefined;
+  }
+  if (given < 3) {
+    issues.push(`TLS: --tls-ca, --tls-cert and --tls-key go together (missing: ${Object.entries(files).filter(([, f]) => !f).map(([k]) => flagName(k)).join(', ')})`);
+    return undefined;
+  }
+  if (clientAuth !== undefined && clientAuth !== 'required' && clientAuth !== 'none') issues.push(`--client-auth: "${clientAuth}" is not required or none`);
+  const reloadMs = num('tls-reload-ms', s('tls-reload-ms', 'PAXOS_TLS_RELOAD_MS'), issues);
+  return { ...files, ...(clientAuth ? { clientAuth } : {}), ...(reloadMs !== undefined ? { reloadMs } : {}) };
+}
+
 function flagName(key: string): string {
-  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('listen-host', 'listen')}`;
+  const tlsFlags: Record<string, string> = { caFile: 'tls-ca', certFile: 'tls-cert', keyFile: 'tls-key', reloadMs: 'tls-reload-ms' };
+  return `--${tlsFlags[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('listen-host', 'listen')}`;
 }
 
 /** The peer (gRPC) address of node `id`, or undefined when unknown. */

@@ -8,6 +8,7 @@ import type * as http from 'node:http';
 import type { Logger } from 'pino';
 import { Replica, freshState, replicaOptions } from '../core/replica.js';
 import type { NodeId, PersistedState } from '../core/types.js';
+import { CERTIFICATE_ACCESS, OPEN_ACCESS } from './access.js';
 import { adminHandlers } from './admin-service.js';
 import { bootstrapConfigOf, clientAddress, lostDataAtStart, peerAddress, startsUnregistered, type NodeConfig } from './config.js';
 import { Driver } from './driver.js';
@@ -18,6 +19,7 @@ import { NodeMetrics } from './metrics.js';
 import { SERVER_OPTIONS, loadProtos } from './proto.js';
 import { Storage } from './storage.js';
 import { trace } from './trace.js';
+import { CertificateSource, TlsFilesError, channelCredentials, serverCredentials } from './tls.js';
 import { PeerTransport } from './transport.js';
 
 /** The data directory is fresh and no bootstrap configuration was given. */
@@ -37,10 +39,28 @@ export interface NodeServerOptions {
   readonly processMetrics?: boolean;
 }
 
-function bind(server: grpc.Server, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+function bind(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))));
+}
+
+/**
+ * Loads the node's TLS files (throws `TlsFilesError`) and checks that the certificate is this
+ * member's: a node started with another member's certificate would be refused by every peer.
+ */
+function openCertificates(config: NodeConfig, log: Logger): CertificateSource | undefined {
+  const tls = config.tls;
+  if (!tls) return undefined;
+  const source = CertificateSource.fromFiles(
+    { caFile: tls.caFile, certFile: tls.certFile, keyFile: tls.keyFile, labels: { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key' } },
+    { reloadMs: tls.reloadMs, logger: log.child({ component: 'tls' }) },
   );
+  const identity = source.current.identity;
+  if (identity?.kind !== 'member' || identity.id !== config.id) {
+    source.close();
+    const named = identity?.kind === 'member' ? `member ${identity.id}` : (identity?.kind ?? 'nothing');
+    throw new TlsFilesError(`the certificate in --tls-cert ${tls.certFile} names ${named}, not member ${config.id} (URI SAN urn:paxos:member:${config.id})`);
+  }
+  return source;
 }
 
 /** A running node. */
@@ -57,6 +77,7 @@ export class NodeServer {
     private readonly health: HealthState,
     readonly metrics: NodeMetrics,
     private readonly log: Logger,
+    private readonly certificates: CertificateSource | undefined,
     /** The ports actually bound (useful with port 0). */
     readonly ports: { readonly peer: number; readonly client: number; readonly metrics: number },
   ) {}
@@ -64,6 +85,10 @@ export class NodeServer {
   /** Opens storage (recovering or bootstrapping), then starts serving. */
   static async start(config: NodeConfig, options: NodeServerOptions): Promise<NodeServer> {
     const log = options.logger;
+    // Before storage: a node without usable certificates must not touch its data directory.
+    const certificates = openCertificates(config, log);
+    const access = certificates ? CERTIFICATE_ACCESS : OPEN_ACCESS;
+    if (!certificates) log.warn({}, 'TLS is off (--insecure): peers and clients are not authenticated, anyone reaching the ports can reconfigure this node');
     const metrics = new NodeMetrics({ node: String(config.id) }, options.processMetrics ?? true);
     const storageLog = log.child({ component: 'storage' });
     const { storage, state: recovered } = Storage.open(config.dataDir, { logger: storageLog });
@@ -126,6 +151,8 @@ export class NodeServer {
       onMessage: (m) => driver.receive(m),
       logger: log.child({ component: 'transport' }),
       metrics,
+      access,
+      ...(certificates ? { credentials: (peer: NodeId) => channelCredentials(certificates, { member: peer }) } : {}),
     });
     late.transport = transport;
 
@@ -138,12 +165,18 @@ export class NodeServer {
     const clientServer = shared ? peerServer : new grpc.Server(SERVER_OPTIONS);
     const apiLog = log.child({ component: 'api' });
     clientServer.addService(protos.kv, kvHandlers(driver, apiLog, metrics));
-    clientServer.addService(protos.admin, adminHandlers(driver, apiLog, resolveClient));
+    clientServer.addService(protos.admin, adminHandlers(driver, apiLog, resolveClient, access));
     clientServer.addService(protos.health, health.handlers());
     if (!shared) peerServer.addService(protos.health, health.handlers());
 
-    const boundPeer = await bind(peerServer, config.listenHost, config.peerPort);
-    const boundClient = shared ? boundPeer : await bind(clientServer, config.listenHost, clientPort);
+    // The peer port always wants a member certificate; the client port one of the CA unless
+    // --client-auth none (a shared port follows the client setting; the peer service still
+    // refuses non-members, see access.ts).
+    const requireClientCert = config.tls?.clientAuth !== 'none';
+    const credentialsFor = (peerPort: boolean): grpc.ServerCredentials =>
+      certificates ? serverCredentials(certificates, peerPort && !shared ? true : requireClientCert) : grpc.ServerCredentials.createInsecure();
+    const boundPeer = await bind(peerServer, config.listenHost, config.peerPort, credentialsFor(true));
+    const boundClient = shared ? boundPeer : await bind(clientServer, config.listenHost, clientPort, credentialsFor(false));
     const servers = shared ? [peerServer] : [peerServer, clientServer];
 
     let httpServer: http.Server | undefined;
@@ -160,7 +193,7 @@ export class NodeServer {
       metricsPort = typeof address === 'object' && address ? address.port : config.metricsPort;
     }
 
-    const node = new NodeServer(config, driver, transport, servers, httpServer, health, metrics, log, {
+    const node = new NodeServer(config, driver, transport, servers, httpServer, health, metrics, log, certificates, {
       peer: boundPeer,
       client: boundClient,
       metrics: metricsPort,
@@ -170,7 +203,13 @@ export class NodeServer {
       health.set(driver.ready);
     }, config.tickMs);
     trace('node', config.id);
-    log.info({ id: config.id, peerPort: boundPeer, clientPort: boundClient, metricsPort, config: state.hard.config }, 'node started');
+    log.info(
+      {
+        id: config.id, peerPort: boundPeer, clientPort: boundClient, metricsPort, config: state.hard.config,
+        tls: certificates ? { clientAuth: config.tls?.clientAuth, certificateNotAfter: certificates.current.notAfter?.toISOString() } : false,
+      },
+      'node started',
+    );
     return node;
   }
 
@@ -208,6 +247,7 @@ export class NodeServer {
       this.httpServer.closeAllConnections();
       await new Promise<void>((resolve) => this.httpServer?.close(() => resolve()));
     }
+    this.certificates?.close();
     this.log.info({}, 'stopped');
   }
 
@@ -216,6 +256,7 @@ export class NodeServer {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.transport.close();
     for (const s of this.grpcServers) s.forceShutdown();
+    this.certificates?.close();
     this.httpServer?.closeAllConnections();
     this.httpServer?.close();
     void this.driver.stop();

@@ -19,6 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Message, NodeId } from '../core/types.js';
 import { WireFormatError, decodeMessage, encodeMessage, type WireMessage } from './codec.js';
+import type { AccessPolicy } from './access.js';
 import type { NodeMetrics } from './metrics.js';
 import { CHANNEL_OPTIONS, GRPC_MESSAGE_BYTES_MAX, loadProtos } from './proto.js';
 import { trace, tracing } from './trace.js';
@@ -65,6 +66,13 @@ export interface TransportOptions {
   readonly limits?: Partial<TransportLimits>;
   /** Randomness for backoff jitter (injectable for tests). */
   readonly random?: () => number;
+  /**
+   * Credentials to dial `peer` with (default: plaintext). With TLS they also check that the
+   * server's certificate is that member's.
+   */
+  readonly credentials?: (peer: NodeId) => grpc.ChannelCredentials;
+  /** Who may open a stream as `claimed` (default: anyone); see access.ts. */
+  readonly access?: AccessPolicy;
 }
 
 type AnyStream = grpc.ClientDuplexStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
@@ -193,6 +201,12 @@ export class PeerTransport {
     }
     if (!Number.isInteger(from) || from < 0 || from === this.options.id) {
       call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'x-paxos-from must name another node' });
+      return;
+    }
+    const refusal = this.options.access?.peer(call, from);
+    if (refusal !== undefined) {
+      this.log.warn({ claimed: from, caller: this.options.access?.caller(call), peer: call.getPeer(), reason: refusal }, 'peer stream refused');
+      call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: `peer stream refused: ${refusal}` });
       return;
     }
     if (to !== this.options.id) {
@@ -345,7 +359,7 @@ export class PeerTransport {
     if (!link.client || link.address !== address) {
       link.client?.close();
       const { PeerClient } = loadProtos();
-      link.client = new PeerClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      link.client = new PeerClient(address, this.options.credentials?.(link.peer) ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
       link.address = address;
     }
     link.dialing = true;
