@@ -390,6 +390,16 @@ interface SideResult extends LevelResult {
   readonly backend_commits_per_op_all?: number | null;
   /** The load generator's CPU in the window, in % of one core. */
   readonly client_cpu_pct: number | null;
+  /** Ours: snapshots taken by all members during the level (warm-up included). */
+  readonly snapshots_all?: number;
+  /**
+   * Ours: the longest event-loop delay (nodejs_eventloop_lag_max_seconds, reset by each scrape)
+   * of any member that took a snapshot during the level: an upper bound of the longest stall a
+   * snapshot caused. Absent when no member took one.
+   */
+  readonly snapshot_stall_max_ms?: number;
+  /** Ours: the longest event-loop delay of each member during the level. */
+  readonly eventloop_lag_max_ms_by_member?: Record<string, number | null>;
   readonly rss_max_mb: number | null;
   readonly rss_max_mb_by_member: Record<string, number | null>;
   readonly leader_internals: Internals;
@@ -441,11 +451,28 @@ function table(rows: readonly Row[], floor: Floor): string {
   ].join('\n');
 }
 
+/** Snapshots and event-loop stalls of our members during a level (see `SideResult`). */
+function oursStalls(cluster: Cluster, before: ReadonlyArray<Map<string, number>>, after: ReadonlyArray<Map<string, number>>): Pick<SideResult, 'snapshots_all' | 'snapshot_stall_max_ms' | 'eventloop_lag_max_ms_by_member'> {
+  let snapshots = 0;
+  let stall: number | undefined;
+  const lag: Record<string, number | null> = {};
+  cluster.members.forEach((m, i) => {
+    const a = after[i] as Map<string, number>;
+    const lagMs = a.has('nodejs_eventloop_lag_max_seconds') ? round((a.get('nodejs_eventloop_lag_max_seconds') as number) * 1000, 1) : null;
+    lag[m.name] = lagMs;
+    const taken = (a.get('paxos_snapshots_total') ?? 0) - ((before[i] as Map<string, number>).get('paxos_snapshots_total') ?? 0);
+    snapshots += taken;
+    if (taken > 0 && lagMs !== null) stall = Math.max(stall ?? 0, lagMs);
+  });
+  return { snapshots_all: snapshots, ...(stall === undefined ? {} : { snapshot_stall_max_ms: stall }), eventloop_lag_max_ms_by_member: lag };
+}
+
 function sayLevel(op: string, c: number, system: string, side: SideResult): void {
   say(
     `  ${op} c=${String(c).padStart(3)} ${system.padEnd(4)} ${side.wps.toFixed(0).padStart(6)}/s  p50 ${side.p50_ms.toFixed(2)} ms  p99 ${side.p99_ms.toFixed(2)} ms` +
       `  rss ${fmtN(side.rss_max_mb, 0)} MB  cpu ${fmtN(side.cpu_ms_per_1k_ops, 0)} ms/1k  fsync/op ${fmtN(side.fsyncs_per_op_all, 2)}  client cpu ${fmtN(side.client_cpu_pct, 0)}%` +
       (side.leader_internals.peer_messages_sent_per_op !== undefined ? `  leader msgs/op ${fmtN(side.leader_internals.peer_messages_sent_per_op, 2)}` : '') +
+      (side.eventloop_lag_max_ms_by_member ? `  loop lag max ${Math.max(0, ...Object.values(side.eventloop_lag_max_ms_by_member).map((v) => v ?? 0))} ms, ${side.snapshots_all} snapshots` : '') +
       `${side.errors ? `  errors ${side.errors} (${side.error_sample})` : ''}  (load ${(loadavg()[0] ?? 0).toFixed(1)})`,
   );
 }
@@ -489,6 +516,7 @@ async function measureLevel(cluster: Cluster, load: LoadProc, c: number, op: 'pu
     cpu_ms_per_1k_ops: cpuTotal === null || res.ops === 0 ? null : round((cpuTotal * 1000 * 1000) / res.ops, 1),
     fsyncs_per_op_all: perOp(fsyncsAll),
     ...(cluster.name === 'etcd' ? { backend_commits_per_op_all: perOp(sumDelta('etcd_disk_backend_commit_duration_seconds_count')) } : {}),
+    ...(cluster.name === 'ours' ? oursStalls(cluster, beforeAll, afterAll) : {}),
     client_cpu_pct: typeof clientCpu === 'number' ? round((clientCpu / res.seconds) * 100, 1) : null,
     rss_max_mb: rssMax.size === 0 ? null : round(Math.max(...rssMax.values()), 1),
     rss_max_mb_by_member: Object.fromEntries(
@@ -634,6 +662,7 @@ async function main(): Promise<number> {
         fsyncs_per_write_64: at(64)?.fsyncs_per_op_all,
         client_cpu_pct_64: at(64)?.client_cpu_pct,
         rss_64_mb: at(64)?.rss_max_mb,
+        snapshot_max_stall_ms: at(64)?.snapshot_stall_max_ms,
       };
       return Object.fromEntries(Object.entries(o).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
     };
@@ -654,7 +683,8 @@ async function main(): Promise<number> {
       quick,
       etcd_client: GO_CLIENT ? 'go' : 'etcd3-js',
       ours_client: GO_CLIENT ? `go-grpc-${args['no-pipeline'] ? 'unary' : 'pipeline'}` : `PaxosClient-${args['no-pipeline'] ? 'unary' : 'pipeline'}`,
-      // rss_1m_keys_mb and snapshot_max_stall_ms are not measured by this bench (see docs/benchmarks.md)
+      // rss_1m_keys_mb is not measured by this bench; snapshot_max_stall_ms only for ours, and only
+      // when a member took a snapshot during the 64-client level (see docs/benchmarks.md)
       ...(RUN_OURS ? { ours: perSystem('ours') } : {}),
       ...(RUN_ETCD ? { etcd: perSystem('etcd') } : {}),
       loadavg_start: round(load0, 2),

@@ -39,9 +39,22 @@ const DEFAULT_OPTIONS: KvOptions = { maxSessions: 100_000 };
 /** Characters per part of `snapshotParts`: large enough that parts are few, small next to a state. */
 const SNAPSHOT_PART_CHARS = 1 << 20;
 
+/** Characters per part of `freeze`: small, so that encoding one part is a short task. */
+const FROZEN_PART_CHARS = 1 << 18;
+
 interface Session {
   readonly seq: number;
   readonly result: KvResult;
+}
+
+/**
+ * A change made while the store is frozen (see `KvStore.freeze`). `value` undefined: deleted.
+ * `reordered`: the key was deleted meanwhile, so merging it must move it to the end of the
+ * map's order, as deleting and setting it would have.
+ */
+interface OverlayEntry {
+  value: string | undefined;
+  reordered: boolean;
 }
 
 interface SnapshotShape {
@@ -59,9 +72,18 @@ export class ApplyOrderError extends Error {
   }
 }
 
+/** The parts of a frozen state (see `KvStore.freeze`); `return()` ends the freeze early. */
+export interface FrozenParts extends IterableIterator<string> {
+  next(): IteratorResult<string, void>;
+  return(value?: unknown): IteratorResult<string, void>;
+}
+
 /** The key-value store. */
 export class KvStore {
+  /** The data; while frozen it is not touched, and changes go to `overlay`. */
   private readonly data = new Map<string, string>();
+  private overlay: Map<string, OverlayEntry> | undefined;
+  private liveSize = 0;
   /** Map order is least- to most-recently used, so eviction takes the first key. */
   private readonly sessions = new Map<string, Session>();
   private appliedSlot = 0;
@@ -75,7 +97,12 @@ export class KvStore {
 
   /** Number of keys stored. */
   get size(): number {
-    return this.data.size;
+    return this.liveSize;
+  }
+
+  /** True while a `freeze` snapshot is being taken. */
+  get frozen(): boolean {
+    return this.overlay !== undefined;
   }
 
   /**
@@ -105,15 +132,22 @@ export class KvStore {
 
   /** Reads one key from the applied state (for read-index reads). */
   get(key: string): string | undefined {
-    return this.data.get(key);
+    const o = this.overlay?.get(key);
+    return o === undefined ? this.data.get(key) : o.value;
   }
 
   /** Keys with `prefix`, in lexicographic order, at most `limit` of them. */
   range(prefix: string, limit: number): KvPair[] {
     const keys: string[] = [];
-    for (const key of this.data.keys()) if (key.startsWith(prefix)) keys.push(key);
+    const overlay = this.overlay;
+    for (const key of this.data.keys()) {
+      if (!key.startsWith(prefix)) continue;
+      const o = overlay?.get(key);
+      if (o === undefined || o.value !== undefined) keys.push(key);
+    }
+    if (overlay) for (const [key, o] of overlay) if (o.value !== undefined && !this.data.has(key) && key.startsWith(prefix)) keys.push(key);
     keys.sort();
-    return keys.slice(0, Math.max(0, limit)).map((key) => ({ key, value: this.data.get(key) as string }));
+    return keys.slice(0, Math.max(0, limit)).map((key) => ({ key, value: this.get(key) as string }));
   }
 
   /** Serialises the whole state, sessions included, deterministically. */
@@ -122,12 +156,53 @@ export class KvStore {
   }
 
   /**
+   * Freezes the state as it is now and returns its serialisation (`snapshot()`'s text) in parts,
+   * to be taken one at a time, with other work in between: entries applied meanwhile go to an
+   * overlay that reads consult, and are merged into the data, in the order they would have had,
+   * once the last part is taken (or the iteration is abandoned with `return()`). So a large
+   * state is written without stopping the node for the whole of it. One freeze at a time.
+   */
+  freeze(partChars = FROZEN_PART_CHARS): FrozenParts {
+    if (this.overlay) throw new Error('the store is already frozen for a snapshot');
+    this.overlay = new Map();
+    const applied = this.appliedSlot;
+    // Sessions are few next to the data (at most maxSessions) and change with every write: copied.
+    const sessions = [...this.sessions];
+    const parts = this.parts(applied, this.data, sessions, partChars);
+    const thaw = (): void => this.thaw();
+    const it: FrozenParts = {
+      next: () => {
+        const r = parts.next();
+        if (r.done) thaw();
+        return r;
+      },
+      return: () => {
+        parts.return(undefined);
+        thaw();
+        return { done: true, value: undefined };
+      },
+      [Symbol.iterator]: () => it,
+    };
+    return it;
+  }
+
+  /**
    * `snapshot()` in consecutive pieces of about `partChars` characters, each ending between two
    * JSON values, so that a large state can be encoded and written without ever being one string.
    * The JSON is that of a `SnapshotShape`, byte for byte what `JSON.stringify` makes of it.
    * The store must not change while the parts are taken: iterate them to the end at once.
    */
-  *snapshotParts(partChars = SNAPSHOT_PART_CHARS): Generator<string, void, undefined> {
+  snapshotParts(partChars = SNAPSHOT_PART_CHARS): Generator<string, void, undefined> {
+    if (this.overlay) throw new Error('the store is frozen for a snapshot: take that one');
+    return this.parts(this.appliedSlot, this.data, this.sessions, partChars);
+  }
+
+  private *parts(
+    applied: number,
+    data: ReadonlyMap<string, string>,
+    sessions: Iterable<readonly [string, Session]>,
+    partChars: number,
+  ): Generator<string, void, undefined> {
     let pending: string[] = [];
     let size = 0;
     // Yields a part whenever enough text has piled up.
@@ -139,15 +214,15 @@ export class KvStore {
       pending = [];
       size = 0;
     }
-    yield* add(`{"v":1,"applied":${JSON.stringify(this.appliedSlot)},"data":[`);
+    yield* add(`{"v":1,"applied":${JSON.stringify(applied)},"data":[`);
     let separator = '';
-    for (const pair of this.data) {
+    for (const pair of data) {
       yield* add(separator + JSON.stringify(pair));
       separator = ',';
     }
     yield* add('],"sessions":[');
     separator = '';
-    for (const [client, s] of this.sessions) {
+    for (const [client, s] of sessions) {
       yield* add(separator + JSON.stringify([client, s.seq, s.result]));
       separator = ',';
     }
@@ -162,30 +237,74 @@ export class KvStore {
     const store = new KvStore(options);
     store.appliedSlot = shape.applied;
     for (const [key, value] of shape.data) store.data.set(key, value);
+    store.liveSize = store.data.size;
     for (const [client, seq, result] of shape.sessions) store.sessions.set(client, { seq, result });
     return store;
+  }
+
+  /** Merges what was applied while frozen into the data (see `freeze`). */
+  private thaw(): void {
+    const overlay = this.overlay;
+    this.overlay = undefined;
+    if (!overlay) return;
+    for (const [key, o] of overlay) {
+      if (o.reordered) this.data.delete(key);
+      if (o.value !== undefined) this.data.set(key, o.value);
+    }
+  }
+
+  private set(key: string, value: string, previous: string | null): void {
+    if (previous === null) this.liveSize++;
+    const overlay = this.overlay;
+    if (!overlay) {
+      this.data.set(key, value);
+      return;
+    }
+    const o = overlay.get(key);
+    if (o === undefined) overlay.set(key, { value, reordered: false });
+    else if (o.value === undefined) {
+      // Deleted earlier in this freeze: set again, it goes to the end of the order.
+      overlay.delete(key);
+      overlay.set(key, { value, reordered: true });
+    } else o.value = value;
+  }
+
+  private remove(key: string, previous: string | null): void {
+    if (previous === null) return;
+    this.liveSize--;
+    const overlay = this.overlay;
+    if (!overlay) {
+      this.data.delete(key);
+      return;
+    }
+    const o = overlay.get(key);
+    if (o === undefined) overlay.set(key, { value: undefined, reordered: true });
+    else {
+      o.value = undefined;
+      o.reordered = true;
+    }
   }
 
   private execute(op: KvOp): KvResult {
     switch (op.type) {
       case 'put': {
-        const previous = this.data.get(op.key) ?? null;
-        this.data.set(op.key, op.value);
+        const previous = this.get(op.key) ?? null;
+        this.set(op.key, op.value, previous);
         return { ok: true, value: previous };
       }
       case 'delete': {
-        const previous = this.data.get(op.key) ?? null;
-        this.data.delete(op.key);
+        const previous = this.get(op.key) ?? null;
+        this.remove(op.key, previous);
         return { ok: true, value: previous };
       }
       case 'cas': {
-        const current = this.data.get(op.key) ?? null;
+        const current = this.get(op.key) ?? null;
         if (current !== op.expected) return { ok: false, code: 'casMismatch', current };
-        this.data.set(op.key, op.value);
+        this.set(op.key, op.value, current);
         return { ok: true, value: current };
       }
       case 'get':
-        return { ok: true, value: this.data.get(op.key) ?? null };
+        return { ok: true, value: this.get(op.key) ?? null };
       case 'range':
         return { ok: true, entries: this.range(op.prefix, op.limit) };
     }

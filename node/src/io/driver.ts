@@ -317,10 +317,11 @@ export class Driver {
     // below is durable, so a crash in between loses nothing.
     const meta = this.deps.replica.compact(index);
     if (meta === undefined) return Promise.resolve(storage.snapshotAt);
-    // Serialising is synchronous (the store must not change under it: `saveSnapshot` takes the
-    // parts to the end before it returns); writing is not. Storage has the snapshot from here
-    // on, before anything else reaches the core (see `compact`).
-    const snapshot = { ...meta, data: this.kv.snapshotParts() };
+    // The store is frozen as of `index` and serialised a part at a time while entries go on
+    // being applied (to an overlay, merged once the last part is taken): a large state does not
+    // stop the node. Storage has the snapshot from here on, before anything else reaches the
+    // core (see `compact`): if a peer needs it before it is encoded, storage finishes it then.
+    const snapshot = { ...meta, data: this.kv.freeze() };
     // The status is otherwise refreshed only by a drain; an admin caller reads it next.
     this.lastStatus = this.deps.replica.status();
     const started = performance.now();

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { KvStore } from '../core/kv.js';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
 import { crc32, crc32Portable } from './crc32.js';
 import { CorruptLogError, Storage, snapshotName } from './storage.js';
@@ -257,6 +258,39 @@ describe('Storage', () => {
     fs.writeFileSync(path.join(dir, 'snap', snapshotName(20)), 'damaged');
     expect(s2.snapshotData(20)).toBeUndefined();
     await s2.close();
+  });
+
+  it("encodes a frozen store's snapshot a part per event-loop turn, while entries go on being applied; a peer asking meanwhile gets it at once", async () => {
+    const storage = fresh();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    const kv = new KvStore();
+    for (const e of entries(1, 300)) kv.apply(e);
+    const atFreeze = kv.snapshot();
+    const parts = kv.freeze(500); // many small parts
+    const saving = storage.saveSnapshot({ index: 300, config: { epoch: 1, members: [0, 1, 2] }, data: parts });
+    // The call returned with the store still frozen: encoding goes on in later turns.
+    expect(kv.frozen).toBe(true);
+    kv.apply(entry(301, 'after the freeze'));
+    await new Promise((r) => setImmediate(r));
+    expect(kv.frozen).toBe(true);
+    expect(kv.get('k301')).toBe('after the freeze');
+    // A peer needs it now: finished on the spot, as of the freeze.
+    expect(storage.snapshotData(300)).toBe(atFreeze);
+    expect(kv.frozen).toBe(false);
+    await saving;
+    expect(storage.snapshotData(300)).toBe(atFreeze);
+    await storage.close();
+  });
+
+  it('a frozen store thaws when storage refuses its snapshot', async () => {
+    const storage = fresh();
+    await storage.persist({ hardState: hard(10), entries: entries(1, 10), mustSync: true });
+    await storage.saveSnapshot({ index: 8, config: { epoch: 1, members: [0, 1, 2] }, data: 'eight' });
+    const kv = new KvStore();
+    for (const e of entries(1, 5)) kv.apply(e);
+    await storage.saveSnapshot({ index: 5, config: { epoch: 1, members: [0, 1, 2] }, data: kv.freeze() }); // older than the one on disk
+    expect(kv.frozen).toBe(false);
+    await storage.close();
   });
 
   it('a snapshot in a Ready (from a peer) is installed before the batch is appended', async () => {

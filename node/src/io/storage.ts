@@ -81,21 +81,76 @@ interface EncodedSnapshot {
  * a concatenated buffer. The bytes are those of `JSON.stringify` of the whole snapshot.
  */
 function encodeSnapshot(snapshot: SnapshotToSave): EncodedSnapshot {
-  const body: Buffer[] = [Buffer.from(`{"index":${JSON.stringify(snapshot.index)},"config":${JSON.stringify(snapshot.config)},"data":"`, 'utf8')];
-  const data = typeof snapshot.data === 'string' ? [snapshot.data] : snapshot.data;
-  // A part's JSON string literal without its quotes is the escaped part; escaping is per
-  // character, so the escaped parts concatenate to the escaped whole.
-  for (const part of data) body.push(Buffer.from(JSON.stringify(part).slice(1, -1), 'utf8'));
-  body.push(Buffer.from('"}', 'utf8'));
-  let crc = 0;
-  let bytes = 0;
-  for (const b of body) {
-    crc = crc32(b, crc);
-    bytes += b.length;
-  }
-  const header = Buffer.from(`${JSON.stringify({ v: 1, bytes, crc })}\n`, 'utf8');
-  return { index: snapshot.index, parts: [header, ...body], bytes: header.length + bytes };
+  return new SnapshotEncoder(snapshot).finish();
 }
+
+/**
+ * Encodes a snapshot one data part at a time (`step`), so that a large state can be encoded
+ * across many event-loop turns (`run`), or at once (`finish`).
+ */
+class SnapshotEncoder {
+  private readonly body: Buffer[] = [];
+  private readonly parts: Iterator<string, unknown>;
+  private crc = 0;
+  private bytes = 0;
+  private result: EncodedSnapshot | undefined;
+
+  constructor(private readonly snapshot: SnapshotToSave) {
+    this.add(Buffer.from(`{"index":${JSON.stringify(snapshot.index)},"config":${JSON.stringify(snapshot.config)},"data":"`, 'utf8'));
+    this.parts = (typeof snapshot.data === 'string' ? [snapshot.data] : snapshot.data)[Symbol.iterator]();
+  }
+
+  get index(): number {
+    return this.snapshot.index;
+  }
+
+  /** Encodes the next part; the encoded snapshot once there is none left. */
+  step(): EncodedSnapshot | undefined {
+    if (this.result) return this.result;
+    const next = this.parts.next();
+    if (!next.done) {
+      // A part's JSON string literal without its quotes is the escaped part; escaping is per
+      // character, so the escaped parts concatenate to the escaped whole.
+      this.add(Buffer.from(JSON.stringify(next.value).slice(1, -1), 'utf8'));
+      return undefined;
+    }
+    this.add(Buffer.from('"}', 'utf8'));
+    const header = Buffer.from(`${JSON.stringify({ v: 1, bytes: this.bytes, crc: this.crc })}\n`, 'utf8');
+    this.result = { index: this.snapshot.index, parts: [header, ...this.body], bytes: header.length + this.bytes };
+    return this.result;
+  }
+
+  /** Encodes the rest now. */
+  finish(): EncodedSnapshot {
+    for (;;) {
+      const r = this.step();
+      if (r) return r;
+    }
+  }
+
+  /** Encodes the rest a part per `pause()`. */
+  async run(pause: () => Promise<void>): Promise<EncodedSnapshot> {
+    for (;;) {
+      const r = this.step();
+      if (r) return r;
+      await pause();
+    }
+  }
+
+  /** Gives up: the parts' source is told to stop (a frozen store thaws). */
+  abandon(): void {
+    this.parts.return?.();
+  }
+
+  private add(b: Buffer): void {
+    this.body.push(b);
+    this.crc = crc32(b, this.crc);
+    this.bytes += b.length;
+  }
+}
+
+/** Between two parts of a snapshot being encoded: the event loop runs what is due. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function decodeSnapshot(buf: Buffer, file: string): Snapshot {
   const nl = buf.indexOf(0x0a);
@@ -134,6 +189,8 @@ export class Storage {
   private failure: { readonly error: unknown } | undefined;
   /** Snapshots whose temp file is still being written (not yet in the queue); close waits. */
   private readonly snapshotsInProgress = new Set<Promise<void>>();
+  /** The snapshot `saveSnapshot` is encoding, a part per event-loop turn. */
+  private encoding: SnapshotEncoder | undefined;
   /** Snapshots handed to `persist` or `saveSnapshot` and not installed yet, by index. */
   private readonly snapshotsUnwritten = new Map<number, EncodedSnapshot>();
   private readonly logger: WalLogger | undefined;
@@ -213,6 +270,8 @@ export class Storage {
    * cannot be read.
    */
   snapshotData(index: number): string | undefined {
+    // Still being encoded a part at a time: a peer needs it now, so finish it now (rare).
+    if (this.encoding?.index === index) this.snapshotsUnwritten.set(index, this.encoding.finish());
     const unwritten = this.snapshotsUnwritten.get(index);
     if (index === 0 || (unwritten === undefined && index !== this.snapshotIndex)) return undefined;
     const { file } = this.snapshotFiles(index);
@@ -299,33 +358,50 @@ export class Storage {
    * log and deletes the segments and older snapshots it makes redundant. A crash at any point
    * leaves either the old or the new snapshot in force, each with the log it needs.
    *
-   * The snapshot is encoded before this returns (its data parts are iterated to the end at
-   * once, and not kept); writing and fsyncing its temp file happen on
-   * the thread pool, concurrently with appends to the log (a different file), and only the
-   * short final step — rename, roll, deletions — waits its turn in the log's queue. A snapshot
-   * that a newer one (e.g. from a peer) overtook meanwhile is discarded.
+   * The snapshot is encoded a data part per event-loop turn (its parts are taken one at a
+   * time, and not kept: a frozen store's parts, see `KvStore.freeze`), so a large state does
+   * not stop the node for the whole of it; `snapshotData` finishes it at once if a peer needs it
+   * meanwhile. Writing and fsyncing its temp file happen on the thread pool, concurrently with
+   * appends to the log (a different file), and only the short final step — rename, roll,
+   * deletions — waits its turn in the log's queue. A snapshot that a newer one (e.g. from a
+   * peer) overtook meanwhile is discarded. One snapshot is encoded at a time.
    */
   saveSnapshot(toSave: SnapshotToSave): Promise<void> {
-    if (this.hard === undefined) return Promise.reject(new Error('snapshot before initialize'));
-    if (toSave.index <= this.snapshotIndex) return Promise.resolve();
-    const snapshot = encodeSnapshot(toSave);
-    const { file, tmp } = this.snapshotFiles(snapshot.index);
-    this.snapshotsUnwritten.set(snapshot.index, snapshot);
-    // The temp file is written outside the queue, so appends go on meanwhile; only the final
-    // step is queued, once the file is durable.
-    const done = this.writeFileDurably(tmp, snapshot.parts).then(() =>
-      this.enqueue(async () => {
-        if (snapshot.index <= this.snapshotIndex) {
-          this.fs.unlinkSync(tmp);
-          return;
-        }
-        this.installSnapshot(snapshot, tmp, file);
-      }),
-    );
+    const encoder = new SnapshotEncoder(toSave);
+    if (this.hard === undefined || toSave.index <= this.snapshotIndex || this.encoding !== undefined) {
+      encoder.abandon();
+      if (this.hard === undefined) return Promise.reject(new Error('snapshot before initialize'));
+      if (this.encoding !== undefined) return Promise.reject(new Error('a snapshot is already being encoded'));
+      return Promise.resolve();
+    }
+    this.encoding = encoder;
+    const { file, tmp } = this.snapshotFiles(toSave.index);
+    const done = encoder
+      .run(nextTurn)
+      .finally(() => {
+        if (this.encoding === encoder) this.encoding = undefined;
+      })
+      .then((snapshot) => {
+        this.snapshotsUnwritten.set(snapshot.index, snapshot);
+        return snapshot;
+      })
+      // The temp file is written outside the queue, so appends go on meanwhile; only the final
+      // step is queued, once the file is durable.
+      .then((snapshot) => this.writeFileDurably(tmp, snapshot.parts).then(() => snapshot))
+      .then((snapshot) =>
+        this.enqueue(async () => {
+          if (snapshot.index <= this.snapshotIndex) {
+            this.fs.unlinkSync(tmp);
+            return;
+          }
+          this.installSnapshot(snapshot, tmp, file);
+        }),
+      );
     this.snapshotsInProgress.add(done);
     const forget = (): void => {
       this.snapshotsInProgress.delete(done);
-      this.forgetUnwritten(snapshot);
+      const unwritten = this.snapshotsUnwritten.get(toSave.index);
+      if (unwritten) this.forgetUnwritten(unwritten);
     };
     done.then(forget, forget);
     return done;
