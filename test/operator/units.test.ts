@@ -7,7 +7,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { mergeConditions } from '../../operator/src/controller/conditions.js';
 import type { NodeView } from '../../operator/src/controller/observe.js';
 import { findLeader } from '../../operator/src/controller/observe.js';
-import { PassTimeoutError, QueueStoppedError, WorkQueue } from '../../operator/src/controller/queue.js';
+import { PassTimeoutError, QueueStoppedError, URGENT_BURST, WorkQueue } from '../../operator/src/controller/queue.js';
 import { NotLeaderError, PassAbortedError, PassScopes } from '../../operator/src/controller/pass-scope.js';
 import type { NodeAdmin } from '../../operator/src/controller/node-admin.js';
 import { KubeRest, type RequestOptions } from '../../operator/src/k8s/rest.js';
@@ -138,6 +138,67 @@ describe('WorkQueue pass deadline', () => {
   it('refuses a zero worker count or deadline', () => {
     expect(() => new WorkQueue(async () => ({}), () => undefined, { concurrency: 0 })).toThrow(RangeError);
     expect(() => new WorkQueue(async () => ({}), () => undefined, { passTimeoutMs: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('WorkQueue lanes', () => {
+  it('takes an urgent key on the reserved worker while every worker is busy, and before waiting polls', async () => {
+    const order: string[] = [];
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const queue = new WorkQueue(async (key) => {
+      order.push(key);
+      if (key.startsWith('busy')) await gate;
+      return {};
+    }, () => undefined, { concurrency: 2 });
+    queue.start();
+    queue.add('busy1');
+    queue.add('busy2');
+    queue.add('poll1');
+    queue.add('poll2');
+    await sleep(10);
+    expect(order).toEqual(['busy1', 'busy2']);
+    queue.add('change', true);
+    await sleep(10);
+    // The reserved worker ran it at once, ahead of the polls that waited before it.
+    expect(order).toEqual(['busy1', 'busy2', 'change']);
+    release();
+    await sleep(20);
+    expect(order.slice(3).sort()).toEqual(['poll1', 'poll2']);
+    await queue.stop();
+  });
+
+  it('moves a waiting key to the urgent lane, and starves no key: one poll after every burst of urgent keys', async () => {
+    const order: string[] = [];
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const queue = new WorkQueue(async (key) => {
+      order.push(key);
+      if (key === 'busy' || key === 'hold') await gate;
+      return {};
+    }, () => undefined, { concurrency: 1 });
+    queue.start();
+    queue.add('busy');
+    await sleep(5);
+    // Hold the reserved worker too, so the lanes are seen in order.
+    queue.add('hold', true);
+    queue.add('p1');
+    queue.add('p2');
+    queue.add('p2', true); // moved to the urgent lane
+    const urgentKeys = Array.from({ length: 3 * URGENT_BURST }, (_, i) => `u${i}`);
+    for (const key of urgentKeys) queue.add(key, true);
+    await sleep(5);
+    release();
+    await sleep(30);
+    expect(order.slice(0, 2)).toEqual(['busy', 'hold']);
+    const after = order.slice(2);
+    expect(after[0]).toBe('p2');
+    // p1 waited behind urgent keys, but only one burst of them on the shared worker (the
+    // reserved worker drains urgent keys meanwhile): not behind all of them.
+    expect(after.indexOf('p1')).toBeGreaterThan(0);
+    expect(after.indexOf('p1')).toBeLessThanOrEqual(2 * URGENT_BURST);
+    expect([...after].sort()).toEqual(['p1', 'p2', ...urgentKeys].sort());
+    await queue.stop();
   });
 });
 

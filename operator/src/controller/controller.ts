@@ -86,14 +86,17 @@ export class Controller {
     if (type === 'DELETED') {
       // One last pass sees "not found" and forgets the quorum (metrics, failure memory).
       this.seen.delete(key);
-      this.enqueue(quorum);
+      this.enqueue(quorum, true);
       return;
     }
     const meta = quorum.metadata ?? {};
     const fingerprint = JSON.stringify([meta.generation, meta.deletionTimestamp, meta.finalizers, meta.uid]);
     if (this.seen.get(key) === fingerprint) return;
+    // A change a user made (spec, deletion) goes ahead of polls; the first sight of each
+    // quorum (a new leader's relist, the informer's initial list) does not.
+    const urgent = this.seen.has(key) || (type === 'ADDED' && meta.generation === 1 && this.leading);
     this.seen.set(key, fingerprint);
-    this.enqueue(quorum);
+    this.enqueue(quorum, urgent);
   }
 
   private onOwned(object: KubernetesObject): void {
@@ -101,9 +104,9 @@ export class Controller {
     if (key !== undefined && this.leading) this.queue.add(key);
   }
 
-  private enqueue(quorum: KubernetesObject): void {
+  private enqueue(quorum: KubernetesObject, urgent = false): void {
     const key = keyOf(quorum);
-    if (key !== undefined && this.leading) this.queue.add(key);
+    if (key !== undefined && this.leading) this.queue.add(key, urgent);
   }
 }
 

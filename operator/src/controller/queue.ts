@@ -7,6 +7,11 @@
  * - per-key exponential backoff on failure (`failures` is reset by {@link WorkQueue.forget});
  * - delayed adds (`addAfter`) for "check again in 500 ms" without a busy loop;
  * - a cap on how many keys are processed concurrently;
+ * - two lanes: keys added as `urgent` (a user changed the object) are taken before the others
+ *   (polls, backoff retries, changes of owned objects), and one extra worker is reserved for
+ *   them, so that a spec change is acted on at once even when every worker is busy with
+ *   quorums that are resizing; after {@link URGENT_BURST} urgent keys in a row one other key is
+ *   taken if any waits, so the other lane is never starved;
  * - a deadline per pass: the handler gets an AbortSignal that fires when the pass has run for
  *   `passTimeoutMs`, or when the queue stops (leadership lost). The key is freed at that
  *   moment even if the handler has not returned yet, and retried with backoff; whatever the
@@ -35,6 +40,8 @@ export type Handler = (key: string, signal: AbortSignal) => Promise<Outcome>;
 const BACKOFF_BASE_MS = 200;
 const BACKOFF_MAX_MS = 60_000;
 const PASS_TIMEOUT_MS = 60_000;
+/** Urgent keys taken in a row before one waiting key of the other lane. */
+export const URGENT_BURST = 4;
 
 /** A pass ran past its deadline; its signal was aborted with this reason and the key retried. */
 export class PassTimeoutError extends Error {
@@ -48,10 +55,16 @@ export class QueueStoppedError extends Error {
 
 /** Processes keys with {@link Handler}; see the module comment for the guarantees. */
 export class WorkQueue {
-  private readonly queue: string[] = [];
-  private readonly queued = new Set<string>();
+  private readonly urgent: string[] = [];
+  private readonly normal: string[] = [];
+  /** Waiting keys and their lane (true: urgent). */
+  private readonly queued = new Map<string, boolean>();
   private readonly processing = new Set<string>();
-  private readonly dirty = new Set<string>();
+  /** Keys added while being processed, and whether any of those adds was urgent. */
+  private readonly dirty = new Map<string, boolean>();
+  private urgentStreak = 0;
+  /** Passes running in the worker reserved for urgent keys (0 or 1). */
+  private reservedActive = 0;
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly inFlight = new Map<string, AbortController>();
@@ -93,22 +106,28 @@ export class WorkQueue {
     for (const controller of this.inFlight.values()) controller.abort(new QueueStoppedError('the work queue stopped (leadership lost or shutting down)'));
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-    this.queue.length = 0;
+    this.urgent.length = 0;
+    this.normal.length = 0;
     this.queued.clear();
     this.dirty.clear();
     if (this.active === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Queues `key` now (de-duplicated). */
-  add(key: string): void {
+  /**
+   * Queues `key` now (de-duplicated). `urgent`: a change someone made to the object, to be acted
+   * on before polls; an urgent add of a key waiting in the other lane moves it.
+   */
+  add(key: string, urgent = false): void {
     if (this.processing.has(key)) {
-      this.dirty.add(key);
+      this.dirty.set(key, urgent || this.dirty.get(key) === true);
       return;
     }
-    if (this.queued.has(key)) return;
-    this.queued.add(key);
-    this.queue.push(key);
+    const lane = this.queued.get(key);
+    if (lane === true || (lane === false && !urgent)) return;
+    if (lane === false) this.normal.splice(this.normal.indexOf(key), 1);
+    this.queued.set(key, urgent);
+    (urgent ? this.urgent : this.normal).push(key);
     this.pump();
   }
 
@@ -148,18 +167,32 @@ export class WorkQueue {
     return Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** Math.min(attempt - 1, 30));
   }
 
-  /** Keys waiting or in flight, for metrics. */
+  /** Keys waiting, for metrics. */
   get depth(): number {
-    return this.queue.length;
+    return this.urgent.length + this.normal.length;
+  }
+
+  /** The next key: urgent first, but one other after {@link URGENT_BURST} urgent ones in a row. */
+  private next(): string | undefined {
+    const takeUrgent = this.urgent.length > 0 && (this.urgentStreak < URGENT_BURST || this.normal.length === 0);
+    this.urgentStreak = takeUrgent ? this.urgentStreak + 1 : 0;
+    return takeUrgent ? this.urgent.shift() : this.normal.shift();
   }
 
   private pump(): void {
-    while (this.running && this.active < this.concurrency && this.queue.length > 0) {
-      const key = this.queue.shift() as string;
+    while (this.running && this.depth > 0) {
+      let reserved = false;
+      if (this.active - this.reservedActive >= this.concurrency) {
+        // Every worker is busy: an urgent key may still take the reserved one.
+        if (this.urgent.length === 0 || this.reservedActive > 0) return;
+        reserved = true;
+      }
+      const key = (reserved ? this.urgent.shift() : this.next()) as string;
       this.queued.delete(key);
       this.processing.add(key);
       this.active += 1;
-      void this.process(key);
+      if (reserved) this.reservedActive += 1;
+      void this.process(key, reserved);
     }
   }
 
@@ -188,7 +221,7 @@ export class WorkQueue {
     }
   }
 
-  private async process(key: string): Promise<void> {
+  private async process(key: string, reserved: boolean): Promise<void> {
     const controller = new AbortController();
     this.inFlight.set(key, controller);
     try {
@@ -204,7 +237,10 @@ export class WorkQueue {
       if (this.inFlight.get(key) === controller) this.inFlight.delete(key);
       this.processing.delete(key);
       this.active -= 1;
-      if (this.dirty.delete(key) && this.running) this.add(key);
+      if (reserved) this.reservedActive -= 1;
+      const dirty = this.dirty.get(key);
+      this.dirty.delete(key);
+      if (dirty !== undefined && this.running) this.add(key, dirty);
       if (this.active === 0) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];
