@@ -1,9 +1,9 @@
 import type { Entry, NodeId } from '../../node/src/core/types.js';
-import type { NodeObserver } from './node.js';
+import type { NodeObserver } from './process.js';
 
 /** A safety violation found while the run was going. */
 export interface Violation {
-  readonly kind: 'agreement' | 'state' | 'contract' | 'linearizability' | 'liveness' | 'session' | 'exception';
+  readonly kind: 'agreement' | 'state' | 'contract' | 'linearizability' | 'liveness' | 'session' | 'exception' | 'storage';
   readonly tick: number;
   readonly message: string;
 }

@@ -13,9 +13,9 @@
  * Exit status: 0 when every seed passed, 1 on a violation, 2 on bad flags.
  */
 import { parseFlags, USAGE } from './cli-flags.js';
-import { describeFailure, runSeed, type RunResult } from './run.js';
+import { describeFailure, hitDiskFault, runSeed, type RunResult } from './run.js';
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const flags = parseFlags(argv);
   if (typeof flags === 'string') {
     process.stderr.write(`${flags}\n${USAGE}\n`);
@@ -28,13 +28,17 @@ function main(argv: readonly string[]): number {
   let failedSeeds = 0;
   let reconfigurations = 0;
   let ops = 0;
+  let diskFaults = 0;
+  let reconfiguredSeeds = 0;
   let firstFailure: RunResult | undefined;
   for (const seed of seeds) {
-    const result = runSeed({
+    const result = await runSeed({
       seed, unsafePlainMajorities: flags.unsafe, splitBrain: flags.splitBrain, verbose,
       ...(flags.amnesia === undefined ? {} : { amnesia: flags.amnesia }),
     });
     reconfigurations += result.reconfigurations;
+    if (result.reconfigurations > 0) reconfiguredSeeds++;
+    if (hitDiskFault(result)) diskFaults++;
     ops += result.ops;
     if (result.violations.length > 0) {
       violations += result.violations.length;
@@ -46,10 +50,11 @@ function main(argv: readonly string[]): number {
     }
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  const summary = `${seeds.length} seeds, ${failedSeeds} failed (${violations} violations), ${reconfigurations} reconfigurations, ${ops} operations in ${seconds} s`;
+  const perMinute = Math.round((seeds.length * 60_000) / Math.max(1, Date.now() - started));
+  const summary = `${seeds.length} seeds, ${failedSeeds} failed (${violations} violations), ${reconfigurations} reconfigurations (${reconfiguredSeeds} seeds), ${diskFaults} seeds with a disk fault, ${ops} operations in ${seconds} s (${perMinute} seeds/min)`;
   if (flags.json) {
     process.stderr.write(`${summary}\n`);
-    process.stdout.write(`${JSON.stringify({ seeds: seeds.length, violations, reconfigurations, ops })}\n`);
+    process.stdout.write(`${JSON.stringify({ seeds: seeds.length, violations, reconfigurations, reconfigured_seeds: reconfiguredSeeds, disk_faults: diskFaults, ops, seeds_per_minute: perMinute })}\n`);
   } else {
     process.stdout.write(`${summary}\n`);
     if (firstFailure !== undefined) process.stdout.write(`reproduce: npm run sim -- --seed ${firstFailure.seed}${flags.unsafe ? ' --unsafe-plain-majorities' : ''}${flags.splitBrain ? ' --split-brain' : ''}${flags.amnesia === undefined ? '' : ` --amnesia ${flags.amnesia}`}\n`);
@@ -57,4 +62,12 @@ function main(argv: readonly string[]): number {
   return failedSeeds === 0 ? 0 : 1;
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

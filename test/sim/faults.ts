@@ -20,6 +20,33 @@ export interface FaultProfile {
   readonly partitionKinds: readonly PartitionKind[];
   /** Probability that an answer to a client is lost. */
   readonly replyLossRate: number;
+  /** The disks' faults (drawn apart from the rest, see `randomDiskProfile`). */
+  readonly disk?: DiskFaultProfile;
+}
+
+/** How a run's disks fail. Crashes always lose unsynced writes and may tear the last one. */
+export interface DiskFaultProfile {
+  /** Probability that an fsync/fdatasync fails with EIO (the node stops and is restarted). */
+  readonly syncFailRate: number;
+  /** Probability per tick that a running node's disk fills up, for a time in `fullTicks`. */
+  readonly fullRate: number;
+  readonly fullTicks: readonly [number, number];
+  /**
+   * Probability that a crash also flips a bit in the middle of the node's log (the node must
+   * refuse to start; its volume is then replaced). Only where the operator model repairs a lost
+   * disk (the amnesia workload).
+   */
+  readonly bitFlipChance: number;
+}
+
+/** A random disk profile, from its own stream so that the other draws of a seed stay as they were. */
+export function randomDiskProfile(rng: Rng, repairs: boolean): DiskFaultProfile {
+  return {
+    syncFailRate: rng.pick([0, 0, 0.0003, 0.001]),
+    fullRate: rng.pick([0, 0, 0.001, 0.003]),
+    fullTicks: [5, rng.pick([20, 60])],
+    bitFlipChance: repairs ? rng.pick([0, 0.2, 0.5]) : 0,
+  };
 }
 
 /** Shapes of network partitions. */
@@ -52,18 +79,24 @@ export function randomProfile(rng: Rng): FaultProfile {
  */
 export class FaultInjector {
   private readonly restarts = new Map<NodeId, number>();
+  /** Full disks and the tick at which they have space again. */
+  private readonly fullUntil = new Map<NodeId, number>();
   private healAt: number | undefined;
+  private flipped = false;
 
   constructor(
     private readonly rng: Rng,
     private readonly profile: FaultProfile,
     /** The original members of the reconfiguration in progress, for `oldNew` partitions. */
     private readonly oldMembers: () => readonly NodeId[],
+    /** Whether a bit flip may be injected now (the operator model can repair one more lost disk). */
+    private readonly mayLoseDisk: () => boolean = () => false,
   ) {}
 
   /** Starts the fault phase. */
   begin(world: World): void {
     world.network.faults = this.profile.network;
+    world.setDiskFaults({ syncFailRate: this.profile.disk?.syncFailRate ?? 0 });
   }
 
   /** One tick of the fault phase. */
@@ -85,6 +118,22 @@ export class FaultInjector {
         const id = this.rng.pick(up);
         world.crash(id);
         this.restarts.set(id, now + this.rng.range(...this.profile.downtimeTicks));
+        const disk = this.profile.disk;
+        if (disk !== undefined && !this.flipped && this.rng.chance(disk.bitFlipChance) && this.mayLoseDisk()) this.flipped = world.flipBit(id);
+      }
+    }
+    const disk = this.profile.disk;
+    for (const [id, at] of [...this.fullUntil]) {
+      if (at > now) continue;
+      this.fullUntil.delete(id);
+      world.setDiskFull(id, false);
+    }
+    if (disk !== undefined && this.rng.chance(disk.fullRate)) {
+      const up = world.ids().filter((id) => world.node(id)?.up && !this.fullUntil.has(id));
+      if (up.length > 0) {
+        const id = this.rng.pick(up);
+        world.setDiskFull(id, true);
+        this.fullUntil.set(id, now + this.rng.range(...disk.fullTicks));
       }
     }
     if (this.rng.chance(this.profile.pauseRate)) {
@@ -98,6 +147,9 @@ export class FaultInjector {
   end(world: World): void {
     world.network.heal();
     world.network.faults = { ...CALM, maxDelayTicks: Math.min(2, this.profile.network.maxDelayTicks) };
+    world.setDiskFaults({ syncFailRate: 0 });
+    for (const id of this.fullUntil.keys()) world.setDiskFull(id, false);
+    this.fullUntil.clear();
     this.healAt = undefined;
     this.restarts.clear();
     for (const id of world.ids()) world.restart(id);

@@ -1,6 +1,4 @@
 import { describe, expect, it } from '@jest/globals';
-import { ZERO_BALLOT, type Entry, type PersistedState } from '../../node/src/core/types.js';
-import { SimDisk } from './disk.js';
 import { Network } from './network.js';
 import { Rng } from './rng.js';
 
@@ -63,43 +61,5 @@ describe('Network', () => {
     net.heal();
     net.send({ from: 0, to: 1, n: 4 }, 2);
     expect(net.due(3).map((m) => m.n)).toEqual([4]);
-  });
-});
-
-describe('SimDisk', () => {
-  const initial: PersistedState = {
-    hard: { promised: ZERO_BALLOT, config: { epoch: 1, members: [0, 1, 2] }, fenceEpoch: 1, commit: 0 },
-    entries: [],
-  };
-  const entry = (slot: number, round = 1): Entry => ({ slot, ballot: { round, node: 0 }, command: { kind: 'noop' } });
-
-  it('keeps synced writes and a prefix of unsynced ones across a crash', () => {
-    const disk = new SimDisk(initial);
-    disk.write({ entries: [entry(1)] }, true);
-    disk.write({ entries: [entry(2)] }, false);
-    disk.write({ entries: [entry(3)] }, false);
-    const lost = disk.crash(new Rng(5));
-    const slots = disk.load().entries.map((e) => e.slot);
-    expect(slots).toEqual([1, 2, 3].slice(0, 3 - lost));
-  });
-
-  it('makes earlier unsynced writes durable with a later sync', () => {
-    const disk = new SimDisk(initial);
-    disk.write({ entries: [entry(1)] }, false);
-    disk.write({ hardState: { ...initial.hard, commit: 1 }, entries: [] }, true);
-    expect(disk.crash(new Rng(1))).toBe(0);
-    expect(disk.load().entries.map((e) => e.slot)).toEqual([1]);
-    expect(disk.load().hard.commit).toBe(1);
-  });
-
-  it('replaces an entry for the same slot and truncates the log under a snapshot', () => {
-    const disk = new SimDisk(initial);
-    disk.write({ entries: [entry(1), entry(2), entry(3)] }, true);
-    disk.write({ entries: [entry(3, 2)] }, true);
-    expect(disk.load().entries[2]?.ballot.round).toBe(2);
-    disk.write({ snapshot: { index: 2, config: initial.hard.config, data: '{}' }, entries: [] }, true);
-    const loaded = disk.load();
-    expect(loaded.snapshot?.index).toBe(2);
-    expect(loaded.entries.map((e) => e.slot)).toEqual([3]);
   });
 });

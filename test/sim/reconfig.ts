@@ -1,6 +1,7 @@
-import type { AdminResult, Config, NodeId, ReplicaApi, ReplicaStatus } from '../../node/src/core/types.js';
+import type { Config, NodeId, ReplicaStatus } from '../../node/src/core/types.js';
 import { nextStep } from '../../operator/src/plan/next-step.js';
 import type { ObservedState, OperationRecord, PodObservation } from '../../operator/src/plan/types.js';
+import type { AdminReply, SimNode } from './process.js';
 import { describeConfig, range, type World } from './world.js';
 
 /** How the old leader's turn is taken (the design note keeps both to compare them). */
@@ -262,7 +263,9 @@ export class Reconfiguration {
     for (const id of world.ids()) {
       if (world.status(id)?.unregistered !== true) continue;
       world.guard(id, () => {
-        world.node(id)?.replica.register();
+        world.node(id)?.admin('Register', {}, (r) => {
+          if (!r.ok) world.trace.log(world.now, `operator: register ${id} refused: ${r.error}`);
+        });
         world.trace.log(world.now, `operator: register ${id}`);
       });
     }
@@ -270,13 +273,17 @@ export class Reconfiguration {
 
   private perform(action: Action): void {
     const world = this.world;
-    const call = (id: NodeId, what: string, fn: (replica: ReplicaApi) => AdminResult): void => {
+    // Through the admin service's handlers, as the operator's gRPC calls arrive; the answer
+    // comes when the handler calls back (a finalize: once the finalize entry is applied).
+    const call = (id: NodeId, what: string, fn: (node: SimNode, answer: (r: AdminReply) => void) => void): void => {
       const n = world.node(id);
       if (!n?.up) return;
-      world.guard(id, () => {
-        const r = fn(n.replica);
-        world.trace.log(world.now, `operator: ${what}${r.ok ? '' : ` refused: ${r.error}`}`);
-      });
+      world.trace.log(world.now, `operator: ${what}`);
+      world.guard(id, () =>
+        fn(n, (r) => {
+          if (!r.ok) world.trace.log(world.now, `operator: ${what} refused: ${r.error}`);
+        }),
+      );
     };
     switch (action.kind) {
       case 'start': {
@@ -286,13 +293,13 @@ export class Reconfiguration {
         return;
       }
       case 'convert':
-        call(action.node, `convert ${action.node} to ${describeConfig(action.config)}`, (r) => r.convert(action.config));
+        call(action.node, `convert ${action.node} to ${describeConfig(action.config)}`, (n, answer) => n.admin('Convert', { config: action.config }, answer));
         return;
       case 'transfer':
-        call(action.from, `transfer leadership ${action.from} -> ${action.to}`, (r) => r.transferLeadership(action.to));
+        call(action.from, `transfer leadership ${action.from} -> ${action.to}`, (n, answer) => n.admin('TransferLeadership', { target: action.to }, answer));
         return;
       case 'finalize':
-        call(action.leader, `finalize on ${action.leader}`, (r) => r.finalize());
+        call(action.leader, `finalize on ${action.leader}`, (n, answer) => n.admin('Finalize', {}, answer));
         return;
       case 'stop':
         world.remove(action.node);

@@ -1,15 +1,15 @@
 import type { Config, NodeId } from '../../node/src/core/types.js';
 import type { Violation } from './agreement.js';
 import { realReplica } from './core.js';
-import { FaultInjector, randomProfile, type FaultProfile } from './faults.js';
+import { FaultInjector, randomDiskProfile, randomProfile, type FaultProfile } from './faults.js';
 import { History } from './history.js';
 import { checkLinearizable } from './linearizability.js';
-import type { ReplicaFactory } from './node.js';
+import type { ReplicaFactory } from './process.js';
 import { operatorPlanner, Reconfiguration, simPlanner, type LeaderTurn } from './reconfig.js';
 import { Rng } from './rng.js';
 import { Trace } from './trace.js';
 import { Client, type ClientPort, type WorkloadOptions } from './workload.js';
-import { DEFAULT_WORLD_OPTIONS, describeConfig, World } from './world.js';
+import { DEFAULT_WORLD_OPTIONS, describeConfig, World, type DiskFaultCounts } from './world.js';
 
 /** Options of one simulated run. */
 export interface RunOptions {
@@ -36,6 +36,13 @@ export interface RunOptions {
    * operator's planner repairs it; `unprotected`: it votes at once with its promises forgotten.
    */
   readonly amnesia?: 'protected' | 'unprotected';
+  /** Disk faults beyond crashes (fsync failures, full disks, bit flips); default on. */
+  readonly diskFaults?: boolean;
+}
+
+/** Whether a run's disks failed in any way (the summary's `disk_faults` counts such seeds). */
+export function hitDiskFault(r: RunResult): boolean {
+  return Object.values(r.disk).some((n) => n > 0);
 }
 
 /** What one run found. */
@@ -48,6 +55,8 @@ export interface RunResult {
   /** Client operations that returned. */
   readonly ops: number;
   readonly ticks: number;
+  /** What the disks went through: a seed "hit a disk fault" when any count is above 0. */
+  readonly disk: DiskFaultCounts;
   /** A one-line description of the run's setup. */
   readonly setup: string;
   /** The last events before the end of the run (or the first violation). */
@@ -74,11 +83,15 @@ const WORKLOAD: WorkloadOptions = {
 };
 
 /** Runs one seed: fault phase with workload and reconfigurations, then the liveness phase, then the checks. */
-export function runSeed(options: RunOptions): RunResult {
+export async function runSeed(options: RunOptions): Promise<RunResult> {
   const rng = new Rng(options.seed);
-  const plan = options.splitBrain === true
+  const drawn = options.splitBrain === true
     ? splitBrainPlan(rng.fork(1))
     : options.amnesia !== undefined ? amnesiaPlan(rng.fork(1)) : normalPlan(rng.fork(1));
+  // The disks fail in every workload but the split-brain one (whose point is the quorum rule).
+  const plan: Plan = options.splitBrain === true || options.diskFaults === false
+    ? drawn
+    : { ...drawn, profile: { ...drawn.profile, disk: randomDiskProfile(rng.fork(7), options.amnesia === 'protected') } };
   const trace = new Trace(60, options.verbose);
   const worldOptions = {
     ...DEFAULT_WORLD_OPTIONS,
@@ -99,14 +112,12 @@ export function runSeed(options: RunOptions): RunResult {
   const anomaly = (kind: Violation['kind'], message: string): void => {
     if (violations.length < 20) violations.push({ kind, tick: world.now, message });
   };
-  let readIds = 0;
   const port: ClientPort = {
     get now() {
       return world.now;
     },
     ids: () => world.ids(),
     node: (id) => world.node(id),
-    nextReadId: () => ++readIds,
     anomaly: (message) => anomaly('session', message),
     ...(options.verbose === undefined ? {} : { log: (text: string) => trace.log(world.now, text) }),
   };
@@ -121,7 +132,10 @@ export function runSeed(options: RunOptions): RunResult {
   let nextChangeAt = 50;
   let completed = 0;
   let started = 0;
-  const injector = new FaultInjector(rng.fork(4), plan.profile, () => change?.from.members ?? config.members);
+  // At most one more lost disk than the workload's own, and only when the operator model repairs it.
+  const mayLoseDisk = (): boolean =>
+    options.amnesia === 'protected' && change === undefined && plan.wipes.every((at) => at < world.now) && !config.members.some((id) => world.status(id)?.dataLoss === 'suspended');
+  const injector = new FaultInjector(rng.fork(4), plan.profile, () => change?.from.members ?? config.members, mayLoseDisk);
   const changeRng = rng.fork(5);
 
   const safe = (): boolean => world.agreement.violations.length === 0 && violations.length === 0;
@@ -174,7 +188,7 @@ export function runSeed(options: RunOptions): RunResult {
     maybeWipe();
     stepReconfiguration(true);
     for (const c of clients) c.tick(true);
-    world.tick();
+    await world.tick();
   }
 
   // Liveness phase: no faults, no new reconfigurations or operations; everything must converge.
@@ -186,7 +200,7 @@ export function runSeed(options: RunOptions): RunResult {
     while (world.now < deadline && safe()) {
       stepReconfiguration(false);
       for (const c of clients) c.tick(false);
-      world.tick();
+      await world.tick();
       converged = convergence(world, clients, change === undefined);
       if (converged === undefined) break;
     }
@@ -212,6 +226,7 @@ export function runSeed(options: RunOptions): RunResult {
     reconfigurationsStarted: started,
     ops: history.completed,
     ticks: world.now,
+    disk: { ...world.diskFaultCounts },
     setup,
     trace: trace.tail(),
   };

@@ -11,10 +11,10 @@ const files = readdirSync(dir).filter((f) => f.endsWith('.txt')).sort();
 describe('scenarios', () => {
   it('has scenarios', () => expect(files.length).toBeGreaterThan(0));
   for (const file of files) {
-    it(file, () => {
+    it(file, async () => {
       const path = join(dir, file);
       const expected = readFileSync(path, 'utf8');
-      const actual = runScenario(expected);
+      const actual = await runScenario(expected);
       if (process.env.UPDATE_GOLDEN === '1') writeFileSync(path, actual);
       else expect(actual).toBe(expected);
     });

@@ -36,7 +36,7 @@
  */
 import type { Config, NodeId } from '../../node/src/core/types.js';
 import { realReplica } from './core.js';
-import type { NodeReply, ReplicaFactory } from './node.js';
+import type { AdminReply, NodeReply, ReplicaFactory, SimNode } from './process.js';
 import { Rng } from './rng.js';
 import { Trace } from './trace.js';
 import { DEFAULT_WORLD_OPTIONS, describeConfig, World } from './world.js';
@@ -47,13 +47,13 @@ interface Block {
 }
 
 /** Runs a scenario file's text; returns the same text with the actual outputs. */
-export function runScenario(text: string, factory: ReplicaFactory = realReplica): string {
+export async function runScenario(text: string, factory: ReplicaFactory = realReplica): Promise<string> {
   const interpreter = new Interpreter(factory);
   const out: string[] = [];
   for (const block of parse(text)) {
     let output: string[];
     try {
-      output = interpreter.run(block.command);
+      output = await interpreter.run(block.command);
     } catch (error) {
       output = [`error: ${error instanceof Error ? error.message : String(error)}`];
     }
@@ -83,13 +83,12 @@ class Interpreter {
   private readonly replies: string[] = [];
   private pending = 0;
   private seq = 0;
-  private readIds = 0;
 
   constructor(private readonly factory: ReplicaFactory) {}
 
-  run(command: string): string[] {
+  async run(command: string): Promise<string[]> {
     const [name, ...args] = command.split(/\s+/);
-    const out = this.execute(name as string, args);
+    const out = await this.execute(name as string, args);
     // Answers to client requests that arrived during this command.
     return [...out, ...this.replies.splice(0)];
   }
@@ -99,7 +98,7 @@ class Interpreter {
     return this.world;
   }
 
-  private execute(name: string, rawArgs: string[]): string[] {
+  private async execute(name: string, rawArgs: string[]): Promise<string[]> {
     // `leader` stands for the current leader's id, so that scripts survive changes of election timing.
     const args = name === 'add-nodes' ? rawArgs : rawArgs.map((a) => (a === 'leader' ? String(this.w.leader()?.id ?? 'none') : a));
     switch (name) {
@@ -113,16 +112,16 @@ class Interpreter {
       }
       case 'tick': {
         const n = args[0] === undefined ? 1 : int(args[0]);
-        for (let i = 0; i < n; i++) this.w.tick();
+        for (let i = 0; i < n; i++) await this.w.tick();
         return [];
       }
       case 'deliver-msgs':
-        return [`delivered ${this.w.deliverAll()} messages`];
+        return [`delivered ${await this.w.deliverAll()} messages`];
       case 'stabilize': {
         const max = args[0] === undefined ? 500 : int(args[0]);
         let why = this.unstable();
         for (let i = 0; i < max && why !== undefined; i++) {
-          this.w.tick();
+          await this.w.tick();
           why = this.unstable();
         }
         return [...(why === undefined ? [] : [`not stable after ${max} ticks: ${why}`]), ...this.status()];
@@ -134,13 +133,14 @@ class Interpreter {
         return this.client(name, int(args[0]), args[1] ?? 'k', args[2]);
       case 'start':
         this.w.startNew(int(args[0]), config(args.slice(1)), int(args[1]) - 1);
+        await this.w.drainAll();
         return [];
       case 'convert':
-        return [result(this.w, int(args[0]), (n) => n.replica.convert(config(args.slice(1))))];
+        return [await admin(this.w, int(args[0]), (n, answer) => n.admin('Convert', { config: config(args.slice(1)) }, answer))];
       case 'transfer':
-        return [result(this.w, int(args[0]), (n) => n.replica.transferLeadership(int(args[1])))];
+        return [await admin(this.w, int(args[0]), (n, answer) => n.admin('TransferLeadership', { target: int(args[1]) }, answer))];
       case 'finalize':
-        return [result(this.w, int(args[0]), (n) => n.replica.finalize())];
+        return [await admin(this.w, int(args[0]), (n, answer) => n.admin('Finalize', {}, answer))];
       case 'partition': {
         const groups = args.join(' ').split('|').map((g) => ids(g.trim()));
         this.w.network.partition(groups);
@@ -157,12 +157,14 @@ class Interpreter {
         return [];
       case 'restart':
         this.w.restart(int(args[0]));
+        await this.w.drainAll();
         return [];
       case 'stop':
         this.w.remove(int(args[0]));
         return [];
       case 'wipe':
         this.w.wipe(int(args[0]), args[1] !== 'unprotected');
+        await this.w.drainAll();
         return [];
       case 'violations': {
         const found = this.w.agreement.violations;
@@ -173,7 +175,7 @@ class Interpreter {
     }
   }
 
-  private client(kind: 'put' | 'get', id: NodeId, key: string, value: string | undefined): string[] {
+  private async client(kind: 'put' | 'get', id: NodeId, key: string, value: string | undefined): Promise<string[]> {
     const node = this.w.node(id);
     if (!node?.up) return [`n${id} is down`];
     const what = kind === 'put' ? `put(${key},${value ?? ''})` : `get(${key})`;
@@ -184,8 +186,8 @@ class Interpreter {
     };
     // One client per request: a node answers one outstanding request per client session.
     if (kind === 'put') node.propose(`s${++this.seq}`, 1, { type: 'put', key, value: value ?? '' }, reply);
-    else node.read(++this.readIds, key, reply);
-    this.w.drainAll();
+    else node.read(key, reply);
+    await this.w.drainAll();
     return [];
   }
 
@@ -218,16 +220,23 @@ class Interpreter {
   }
 }
 
-function result(world: World, id: NodeId, fn: (n: NonNullable<ReturnType<World['node']>>) => { ok: boolean; error?: string }): string {
+/**
+ * An admin call through the admin service's handler; the answer is what the handler called back
+ * with once the world settled (a finalize answers only once its entry is applied: `pending`).
+ */
+async function admin(world: World, id: NodeId, call: (n: SimNode, answer: (r: AdminReply) => void) => void): Promise<string> {
   const n = world.node(id);
   if (!n?.up) return `n${id} is down`;
-  const r = fn(n);
-  world.drainAll();
-  return r.ok ? 'ok' : `refused: ${r.error ?? ''}`;
+  let reply: AdminReply | undefined;
+  call(n, (r) => (reply = r));
+  await world.drainAll();
+  const r = reply as AdminReply | undefined;
+  return r === undefined ? 'pending' : r.ok ? 'ok' : `refused: ${r.error}`;
 }
 
 function describeReply(r: NodeReply): string {
   if (r.kind === 'dropped') return 'dropped';
+  if (r.kind === 'failed') return `failed: ${r.error}`;
   if (r.kind === 'refused') return `refused ${r.refusal.reason}${'leader' in r.refusal && r.refusal.leader !== undefined ? ` (leader n${r.refusal.leader})` : ''}`;
   return r.result.ok ? `ok ${JSON.stringify(r.result.value ?? null)}` : `${r.result.code} ${JSON.stringify(r.result.current ?? null)}`;
 }

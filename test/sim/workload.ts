@@ -1,7 +1,7 @@
 import type { KvResult } from '../../node/src/core/kv.js';
 import type { KvOp, NodeId } from '../../node/src/core/types.js';
 import type { History, KvCall, KvOutput } from './history.js';
-import type { NodeReply, SimNode } from './node.js';
+import type { NodeReply, SimNode } from './process.js';
 import type { Rng } from './rng.js';
 
 /** Tunables of the client workload. */
@@ -19,12 +19,11 @@ export interface WorkloadOptions {
   readonly logReadRate: number;
 }
 
-/** The cluster as a client sees it: the pods it may call and a source of unique read ids. */
+/** The cluster as a client sees it: the pods it may call. */
 export interface ClientPort {
   readonly now: number;
   ids(): NodeId[];
   node(id: NodeId): SimNode | undefined;
-  nextReadId(): number;
   /** Records an anomaly that is not a linearizability question (e.g. a stale-session answer). */
   anomaly(message: string): void;
   /** Verbose runs: where client events go (invocations, answers, retries). */
@@ -111,7 +110,7 @@ export class Client {
     }
     const historyId = op.historyId;
     const reply = (r: NodeReply): void => this.onReply(historyId, r);
-    if (op.seq === undefined) node.read(this.port.nextReadId(), op.call.key, reply);
+    if (op.seq === undefined) node.read(op.call.key, reply);
     else node.propose(this.id, op.seq, toKvOp(op.call), reply);
   }
 
@@ -129,6 +128,11 @@ export class Client {
       case 'dropped':
         op.target = this.nextNode(op.target);
         op.retryAt = now + 1;
+        return;
+      case 'failed':
+        // A timeout, an unknown outcome, a node shutting down: the same request again (a
+        // write keeps its seq, so the session applies it at most once).
+        op.retryAt = now + 2;
         return;
       case 'refused': {
         const r = reply.refusal;

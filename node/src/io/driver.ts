@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
 import { sendableBeforePersist, type AdminResult, type Command, type Config, type Entry, type KvOp, type Message, type NodeId, type PersistedState, type ProposeRefusal, type Ready, type ReplicaApi, type ReplicaStatus } from '../core/types.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
+import { DiskFullError } from './wal.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PersistBatch, SnapshotToSave } from './storage.js';
 import { trace, tracing } from './trace.js';
@@ -74,6 +75,9 @@ export const eventLoopScheduler: DriverScheduler = {
   endOfTurn: (fn) => void setImmediate(fn),
   after: (ms, fn) => void setTimeout(fn, ms),
 };
+
+/** How long the driver waits before it retries a write that found the disk full. */
+export const DISK_FULL_RETRY_MS = 100;
 
 /** Limits and tunables of the driver. */
 export interface DriverLimits {
@@ -146,6 +150,11 @@ export class Driver {
   private inflight: Ready | undefined;
   /** Set once storage failed: nothing more is persisted, sent or applied. */
   private broken = false;
+  /**
+   * Set while the Ready in flight waits for space on a full disk (its write was refused whole,
+   * see `DiskFullError`): new requests are refused with that error until a retry succeeds.
+   */
+  private diskFull: DiskFullError | undefined;
   /** The snapshot being written, if any (one at a time). */
   private snapshotting: Promise<number> | undefined;
   /** An admin snapshot asked for while a Ready was in flight, taken when it completes. */
@@ -334,7 +343,10 @@ export class Driver {
       },
       (err: unknown) => {
         this.snapshotting = undefined;
-        this.fatal(err);
+        // A full disk: storage keeps the snapshot and writes it once there is room (the log it
+        // replaces stays on disk meanwhile); anything else is fatal.
+        if (err instanceof DiskFullError) this.log.warn({ index, err: err.message }, 'snapshot waits for space on a full disk');
+        else this.fatal(err);
         throw err;
       },
     );
@@ -368,6 +380,7 @@ export class Driver {
 
   private admissionError(): Error | undefined {
     if (this.stopped || !this.accepting) return new ShuttingDownError();
+    if (this.diskFull !== undefined) return this.diskFull;
     if (this.pendingCount >= this.deps.limits.maxPendingRequests) return new BusyError(`${this.pendingCount} requests pending`);
     return undefined;
   }
@@ -475,10 +488,7 @@ export class Driver {
           this.inflight = rd;
           const started = performance.now();
           const syncsBefore = this.deps.storage.syncCount;
-          this.deps.storage.persist(rd).then(
-            () => this.persisted(rd, late, started, syncsBefore),
-            (err: unknown) => this.fatal(err),
-          );
+          this.persist(rd, late, started, syncsBefore);
         }
         // Proposals that arrived while applying (callbacks run synchronously) go in the next round.
         this.proposeQueued();
@@ -492,9 +502,36 @@ export class Driver {
     }
   }
 
+  /**
+   * Hands the in-flight Ready to storage. A full disk is not fatal: storage took the write back
+   * whole, so the Ready stays in flight (nothing of it is sent late, applied or acknowledged),
+   * the requests waiting here fail with `DiskFullError` (their outcome is unknown: retrying with
+   * the same client id and seq is safe), and the same Ready is written again later.
+   */
+  private persist(rd: Ready, late: readonly Message[], started: number, syncsBefore: number): void {
+    this.deps.storage.persist(rd).then(
+      () => this.persisted(rd, late, started, syncsBefore),
+      (err: unknown) => {
+        if (!(err instanceof DiskFullError) || this.stopped || this.broken) return this.fatal(err);
+        if (this.diskFull === undefined) {
+          this.log.warn({ err: err.message, retryMs: DISK_FULL_RETRY_MS }, 'disk full: writes wait for space, requests are refused');
+          this.failPending(() => err);
+        }
+        this.diskFull = err;
+        this.scheduler.after(DISK_FULL_RETRY_MS, () => {
+          if (!this.stopped && !this.broken) this.persist(rd, late, started, syncsBefore);
+        });
+      },
+    );
+  }
+
   /** The in-flight Ready is durable: send the rest of its messages, apply it, drain the next. */
   private persisted(rd: Ready, late: readonly Message[], started: number, syncsBefore: number): void {
     if (this.stopped || this.broken) return;
+    if (this.diskFull !== undefined) {
+      this.diskFull = undefined;
+      this.log.info({}, 'disk has space again: writes resumed');
+    }
     if (tracing) trace('persisted', rd.entries.at(-1)?.slot ?? '-');
     const m = this.deps.metrics;
     if (m) {
@@ -691,6 +728,14 @@ export class Driver {
         w.reject(new RequestTimeoutError(timeout));
       }
     }
+  }
+
+  /** Fails every waiting client request (not the admin waits: they time out on their own). */
+  private failPending(error: () => Error): void {
+    for (const p of [...this.pendingByKey.values()]) this.settleWrite(p, (w) => w.reject(error()));
+    this.proposalQueue = [];
+    for (const read of this.pendingReads.values()) read.waiter.reject(error());
+    this.pendingReads.clear();
   }
 
   private failAll(error: () => Error): void {

@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { AdminRefusalReason, NodeId } from '../core/types.js';
+import { DiskFullError } from './wal.js';
 
 /** This node cannot serve the request because it does not lead; retry at `leader`. */
 export class NotLeaderError extends Error {
@@ -88,7 +89,7 @@ export const META_LEADER_ADDR = 'x-paxos-leader-addr';
 /** The gRPC status for an error; unknown errors become INTERNAL without leaking details. */
 export function grpcCode(err: unknown): grpc.status {
   if (err instanceof NotLeaderError || err instanceof ShuttingDownError || err instanceof OutcomeUnknownError) return grpc.status.UNAVAILABLE;
-  if (err instanceof BusyError) return grpc.status.RESOURCE_EXHAUSTED;
+  if (err instanceof BusyError || err instanceof DiskFullError) return grpc.status.RESOURCE_EXHAUSTED;
   if (err instanceof RequestTimeoutError) return grpc.status.DEADLINE_EXCEEDED;
   if (err instanceof StaleSequenceError) return grpc.status.ABORTED;
   if (err instanceof InvalidRequestError) return grpc.status.INVALID_ARGUMENT;

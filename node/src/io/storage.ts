@@ -6,7 +6,7 @@ import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import type { Entry, HardState, PersistedState, Ready, Snapshot, SnapshotMeta } from '../core/types.js';
 import { crc32 } from './crc32.js';
-import { CorruptLogError, Wal, encodeFrame, fsyncDir, writeFullyAsync, type WalFs, type WalLogger } from './wal.js';
+import { CorruptLogError, DiskFullError, Wal, encodeFrame, fsyncDir, isNoSpace, writeFullyAsync, type WalFs, type WalLogger } from './wal.js';
 
 /** Record types of the log. Never renumber: old logs must stay readable. */
 export const RecordType = {
@@ -40,13 +40,18 @@ export class IncompleteDataDirError extends Error {
   }
 }
 
-export { CorruptLogError };
+export { CorruptLogError, DiskFullError };
 
 /** Options of `Storage.open`. */
 export interface StorageOptions {
   readonly fs?: WalFs;
   readonly logger?: WalLogger;
   readonly segmentBytesMax?: number;
+  /**
+   * Resolves at the next event-loop turn: where a snapshot's encoding yields between parts
+   * (default: setImmediate). The simulator passes its own, so that runs stay deterministic.
+   */
+  readonly nextTurn?: () => Promise<void>;
 }
 
 /** What `persist` needs of a Ready. */
@@ -184,6 +189,7 @@ export class Storage {
   /** Encoded size of the newest snapshot on disk (0 if none). */
   private snapshotSize = 0;
   private readonly fs: WalFs;
+  private readonly nextTurn: () => Promise<void>;
   /** The tail of the serial queue of log operations. */
   private queue: Promise<void> = Promise.resolve();
   private failure: { readonly error: unknown } | undefined;
@@ -193,6 +199,12 @@ export class Storage {
   private encoding: SnapshotEncoder | undefined;
   /** Snapshots handed to `persist` or `saveSnapshot` and not installed yet, by index. */
   private readonly snapshotsUnwritten = new Map<number, EncodedSnapshot>();
+  /**
+   * A snapshot from `saveSnapshot` whose file did not fit on a full disk: kept in memory (peers
+   * are served from it), and written by the next `persist` that finds room. Until then the log
+   * below it stays on disk, so a crash loses nothing.
+   */
+  private unsaved: EncodedSnapshot | undefined;
   private readonly logger: WalLogger | undefined;
 
   private constructor(
@@ -201,6 +213,7 @@ export class Storage {
     options: StorageOptions,
   ) {
     this.fs = options.fs ?? nodeFs;
+    this.nextTurn = options.nextTurn ?? nextTurn;
     this.logger = options.logger;
   }
 
@@ -258,9 +271,12 @@ export class Storage {
     return { hard, entries: [] };
   }
 
-  /** The index of the newest snapshot on disk (0 if none). */
+  /**
+   * The index of the newest snapshot on disk (0 if none), or of one waiting for space on a full
+   * disk (see `saveSnapshot`): taking another one meanwhile would only fail the same way.
+   */
   get snapshotAt(): number {
-    return this.snapshotIndex;
+    return Math.max(this.snapshotIndex, this.unsaved?.index ?? 0);
   }
 
   /**
@@ -325,21 +341,19 @@ export class Storage {
     const snapshot = batch.snapshot ? encodeSnapshot(batch.snapshot) : undefined;
     if (snapshot) this.snapshotsUnwritten.set(snapshot.index, snapshot);
     const written = this.enqueue(async () => {
-      if (snapshot && snapshot.index > this.snapshotIndex) {
-        const { file, tmp } = this.snapshotFiles(snapshot.index);
-        const fd = this.fs.openSync(tmp, 'w');
+      if (snapshot && snapshot.index > this.snapshotIndex) this.writeSnapshotNow(snapshot);
+      const unsaved = this.unsaved;
+      if (unsaved && unsaved.index > this.snapshotIndex) {
         try {
-          let position = 0;
-          for (const part of snapshot.parts) {
-            let written = 0;
-            while (written < part.length) written += this.fs.writeSync(fd, part, written, part.length - written, position + written);
-            position += part.length;
-          }
-          this.fs.fsyncSync(fd);
-        } finally {
-          this.fs.closeSync(fd);
+          this.writeSnapshotNow(unsaved);
+          this.logger?.info({ index: unsaved.index }, 'snapshot written once the disk had room again');
+        } catch (err) {
+          if (!(err instanceof DiskFullError)) throw err;
         }
-        this.installSnapshot(snapshot, tmp, file);
+      }
+      if (this.unsaved && this.unsaved.index <= this.snapshotIndex) {
+        this.forgetUnwritten(this.unsaved);
+        this.unsaved = undefined;
       }
       // The preamble of a new segment is the hard state *before* this batch; the batch follows it.
       if (data.length > 0 && this.wal.needsRoll(data.length)) this.wal.roll(this.hardFrame());
@@ -377,7 +391,7 @@ export class Storage {
     this.encoding = encoder;
     const { file, tmp } = this.snapshotFiles(toSave.index);
     const done = encoder
-      .run(nextTurn)
+      .run(this.nextTurn)
       .finally(() => {
         if (this.encoding === encoder) this.encoding = undefined;
       })
@@ -387,7 +401,25 @@ export class Storage {
       })
       // The temp file is written outside the queue, so appends go on meanwhile; only the final
       // step is queued, once the file is durable.
-      .then((snapshot) => this.writeFileDurably(tmp, snapshot.parts).then(() => snapshot))
+      .then((snapshot) =>
+        this.writeFileDurably(tmp, snapshot.parts).then(
+          () => snapshot,
+          (err: unknown) => {
+            if (!isNoSpace(err)) throw err;
+            // A full disk: keep the snapshot for the next persist that finds room (see `unsaved`).
+            try {
+              this.fs.unlinkSync(tmp);
+            } catch {
+              /* not created */
+            }
+            if (snapshot.index > (this.unsaved?.index ?? 0)) {
+              if (this.unsaved) this.forgetUnwritten(this.unsaved);
+              this.unsaved = snapshot;
+            }
+            throw new DiskFullError(tmp, err);
+          },
+        ),
+      )
       .then((snapshot) =>
         this.enqueue(async () => {
           if (snapshot.index <= this.snapshotIndex) {
@@ -401,7 +433,7 @@ export class Storage {
     const forget = (): void => {
       this.snapshotsInProgress.delete(done);
       const unwritten = this.snapshotsUnwritten.get(toSave.index);
-      if (unwritten) this.forgetUnwritten(unwritten);
+      if (unwritten && unwritten !== this.unsaved) this.forgetUnwritten(unwritten);
     };
     done.then(forget, forget);
     return done;
@@ -428,7 +460,10 @@ export class Storage {
     if (this.snapshotsUnwritten.get(snapshot.index) === snapshot) this.snapshotsUnwritten.delete(snapshot.index);
   }
 
-  /** Runs `op` after every operation queued before it; the first failure poisons the queue. */
+  /**
+   * Runs `op` after every operation queued before it; the first failure poisons the queue,
+   * except a full disk (`DiskFullError`), whose write the log took back: that one may be retried.
+   */
   private enqueue(op: () => Promise<void>): Promise<void> {
     const run = this.queue.then(() => {
       if (this.failure) throw this.failure.error;
@@ -437,10 +472,39 @@ export class Storage {
     this.queue = run.then(
       () => undefined,
       (error: unknown) => {
-        this.failure ??= { error };
+        if (!(error instanceof DiskFullError)) this.failure ??= { error };
       },
     );
     return run;
+  }
+
+  /**
+   * Writes `snapshot`'s file synchronously (temp file, fsync) and installs it: used for a
+   * snapshot received from a peer (rare, and its Ready cannot proceed without it) and for one
+   * that waited for space. On a full disk the temp file is removed and `DiskFullError` thrown.
+   */
+  private writeSnapshotNow(snapshot: EncodedSnapshot): void {
+    const { file, tmp } = this.snapshotFiles(snapshot.index);
+    const fd = this.fs.openSync(tmp, 'w');
+    let open = true;
+    try {
+      let position = 0;
+      for (const part of snapshot.parts) {
+        let written = 0;
+        while (written < part.length) written += this.fs.writeSync(fd, part, written, part.length - written, position + written);
+        position += part.length;
+      }
+      this.fs.fsyncSync(fd);
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      this.fs.closeSync(fd);
+      open = false;
+      this.fs.unlinkSync(tmp);
+      throw new DiskFullError(tmp, err);
+    } finally {
+      if (open) this.fs.closeSync(fd);
+    }
+    this.installSnapshot(snapshot, tmp, file);
   }
 
   private snapshotFiles(index: number): { file: string; tmp: string } {

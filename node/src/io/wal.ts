@@ -66,6 +66,28 @@ export class CorruptLogError extends Error {
   }
 }
 
+/**
+ * A write found the file system full (ENOSPC). Unlike any other write or sync error this one
+ * is clean: the log took back the part of the write that landed (truncating to where it
+ * started), so nothing half-written stays behind, and the same write may be retried once
+ * there is space. Nothing of the refused write is durable.
+ */
+export class DiskFullError extends Error {
+  constructor(
+    readonly file: string,
+    /** The file system's own error. */
+    readonly error?: unknown,
+  ) {
+    super(`disk full (ENOSPC) writing ${file}: nothing of this write was kept; retry once there is space`);
+    this.name = 'DiskFullError';
+  }
+}
+
+/** True for the file system's "no space left on device" error. */
+export function isNoSpace(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOSPC';
+}
+
 export const SEGMENT_MAGIC = Buffer.from('PAXWAL01', 'ascii');
 export const FRAME_HEADER_BYTES = 9;
 /** No single record may exceed this; a larger length field can only be damage. */
@@ -315,7 +337,16 @@ export class Wal {
     const tmp = `${file}.tmp`;
     const fd = fs.openSync(tmp, 'w+');
     const head = Buffer.concat([SEGMENT_MAGIC, preamble]);
-    writeFully(fs, fd, head, 0);
+    try {
+      writeFully(fs, fd, head, 0);
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      // Nothing of the new segment counts yet: drop it. The log has no active segment now, so
+      // the next append rolls again (`needsRoll`).
+      fs.closeSync(fd);
+      fs.unlinkSync(tmp);
+      throw new DiskFullError(tmp, err);
+    }
     fs.fdatasyncSync(fd);
     this.syncCount++;
     fs.renameSync(tmp, file);
@@ -342,6 +373,7 @@ export class Wal {
       const fd = this.fd;
       if (data.length > 0) {
         const at = this.position;
+        const wasDirty = this.dirty;
         this.position += data.length;
         this.bytes += data.length;
         this.dirty = true;
@@ -351,7 +383,18 @@ export class Wal {
         // thread pool, which on a busy machine costs more than the copy and sits on the commit
         // path. Only the fdatasync, which waits for the disk, goes to the thread pool.
         if (tracing) trace('wal.write.start', `${slotHigh}:${sync ? 's' : 'n'}`);
-        writeFully(this.fs, fd, data, at);
+        try {
+          writeFully(this.fs, fd, data, at);
+        } catch (err) {
+          if (!isNoSpace(err)) throw err;
+          // Take back the part that landed, so that the log ends where it did before (a crash
+          // would have made it a torn tail; a later append must not follow it).
+          this.fs.ftruncateSync(fd, at);
+          this.position = at;
+          this.bytes -= data.length;
+          this.dirty = wasDirty;
+          throw new DiskFullError(active.file, err);
+        }
         if (tracing) trace('wal.write.done', slotHigh);
       }
       if (sync && this.dirty) {
