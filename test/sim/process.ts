@@ -73,6 +73,8 @@ export interface NodeHost {
   exited(id: NodeId, err: unknown): void;
   /** A client-answer or admin callback threw: a bug of the harness, reported as a violation. */
   harnessError(id: NodeId, err: unknown): void;
+  /** The driver took `rd` from the core (scenarios print it). */
+  readied?(id: NodeId, rd: Ready): void;
 }
 
 /** Milliseconds per tick, for the driver's clock (request deadlines). */
@@ -191,7 +193,7 @@ export class SimNode {
     const joining = this.joining && state.hard.commit === 0 && state.snapshot === undefined;
     const random = this.rng.fork(this.id);
     const replica = this.factory({ ...this.options.replica, id: this.id, joining, random: () => random.float(), snapshotData: (index) => storage.snapshotData(index) }, state);
-    const observed = new ObservedReplica(replica, this.id, this.observer, state.snapshot?.index ?? 0, () => proc.alive);
+    const observed = new ObservedReplica(replica, this.id, this.observer, state.snapshot?.index ?? 0, () => proc.alive, (rd) => this.host.readied?.(this.id, rd));
     const scheduler: DriverScheduler = {
       afterCallback: (fn) => proc.soon.push(fn),
       endOfTurn: (fn) => proc.soon.push(fn),
@@ -323,6 +325,7 @@ class ObservedReplica implements ReplicaApi {
     /** The highest slot the state machine holds (applied or restored from a snapshot). */
     private applied: number,
     private readonly alive: () => boolean,
+    private readonly onReady: (rd: Ready) => void,
   ) {}
 
   tick(): void {
@@ -356,7 +359,9 @@ class ObservedReplica implements ReplicaApi {
     return this.inner.hasReady();
   }
   ready(): Ready {
-    return this.inner.ready();
+    const rd = this.inner.ready();
+    this.onReady(rd);
+    return rd;
   }
   status(): ReplicaStatus {
     return this.inner.status();

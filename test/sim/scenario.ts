@@ -33,8 +33,11 @@
  *   wipe NODE [unprotected]            NODE loses its disk and restarts empty on its configuration,
  *                                      marked as having lost data (or not: acceptor amnesia)
  *   violations                         the agreement checker's findings so far, or `none`
+ *   log on|off                         from now on print every message delivered and every Ready
+ *                                      a driver takes from its core (etcd's raft testdata style);
+ *                                      heartbeats and their replies are left out
  */
-import type { Config, NodeId } from '../../node/src/core/types.js';
+import type { Ballot, Config, Entry, Message, NodeId, Ready } from '../../node/src/core/types.js';
 import { realReplica } from './core.js';
 import type { AdminReply, NodeReply, ReplicaFactory, SimNode } from './process.js';
 import { Rng } from './rng.js';
@@ -81,6 +84,9 @@ function parse(text: string): Block[] {
 class Interpreter {
   private world: World | undefined;
   private readonly replies: string[] = [];
+  /** What the watcher saw during the current command (with `log on`). */
+  private readonly events: string[] = [];
+  private logging = false;
   private pending = 0;
   private seq = 0;
 
@@ -89,8 +95,8 @@ class Interpreter {
   async run(command: string): Promise<string[]> {
     const [name, ...args] = command.split(/\s+/);
     const out = await this.execute(name as string, args);
-    // Answers to client requests that arrived during this command.
-    return [...out, ...this.replies.splice(0)];
+    // What happened (with `log on`), then answers to client requests that arrived meanwhile.
+    return [...this.events.splice(0), ...out, ...this.replies.splice(0)];
   }
 
   private get w(): World {
@@ -166,6 +172,21 @@ class Interpreter {
         this.w.wipe(int(args[0]), args[1] !== 'unprotected');
         await this.w.drainAll();
         return [];
+      case 'log': {
+        this.logging = args[0] !== 'off';
+        this.w.watcher = this.logging
+          ? {
+              delivered: (to, m) => {
+                if (m.type !== 'heartbeat' && m.type !== 'heartbeatReply') this.events.push(`t${this.w.now} deliver ${describeMessage(m)}`);
+              },
+              readied: (id, rd) => {
+                const what = describeReady(rd);
+                if (what !== undefined) this.events.push(`t${this.w.now} n${id} ready ${what}`);
+              },
+            }
+          : undefined;
+        return [];
+      }
       case 'violations': {
         const found = this.w.agreement.violations;
         return found.length === 0 ? ['none'] : found.map((v) => `${v.kind}: ${v.message}`);
@@ -232,6 +253,57 @@ async function admin(world: World, id: NodeId, call: (n: SimNode, answer: (r: Ad
   await world.drainAll();
   const r = reply as AdminReply | undefined;
   return r === undefined ? 'pending' : r.ok ? 'ok' : `refused: ${r.error}`;
+}
+
+const b = (x: Ballot): string => `b${x.round}.${x.node}`;
+const slots = (entries: readonly Entry[]): string => `[${entries.map((e) => `${e.slot}:${describeCommand(e)}`).join(' ')}]`;
+
+function describeCommand(e: Entry): string {
+  const c = e.command;
+  if (c.kind === 'noop') return 'noop';
+  if (c.kind === 'finalize') return `finalize(e${c.config.epoch})`;
+  const op = c.op;
+  return op.type === 'put' ? `put(${op.key},${op.value})` : op.type;
+}
+
+/** One line per message, the fields that matter for the protocol. */
+function describeMessage(m: Message): string {
+  const head = `n${m.from}->n${m.to} ${m.type}`;
+  switch (m.type) {
+    case 'prevote':
+      return `${head} round ${m.round} commit ${m.commit}`;
+    case 'prevoteReply':
+      return `${head} round ${m.round} ${m.granted ? 'granted' : 'refused'}`;
+    case 'prepare':
+      return `${head} ${b(m.ballot)} from ${m.fromSlot}`;
+    case 'promise':
+      return `${head} ${b(m.ballot)} ${m.ok ? 'ok' : `refused (promised ${b(m.promised)})`} accepted ${slots(m.accepted)} commit ${m.commit}`;
+    case 'accept':
+      return `${head} ${b(m.ballot)} ${slots(m.entries)} commit ${m.commit}`;
+    case 'accepted':
+      return `${head} ${b(m.ballot)} ${m.ok ? `${m.fromSlot}..${m.toSlot}` : `refused (promised ${b(m.promised)})`} commit ${m.commit}`;
+    case 'catchupRequest':
+      return `${head} from ${m.fromSlot}`;
+    case 'catchupReply':
+      return `${head} ${slots(m.entries)}${m.snapshot === undefined ? '' : ` snapshot ${m.snapshot.index}`} commit ${m.commit}`;
+    default:
+      return head;
+  }
+}
+
+/** What a Ready held, or undefined for one that held only heartbeats. */
+function describeReady(rd: Ready): string | undefined {
+  const parts: string[] = [];
+  if (rd.hardState !== undefined) parts.push(`hard(promised ${b(rd.hardState.promised)}, commit ${rd.hardState.commit}, e${rd.hardState.config.epoch})`);
+  if (rd.snapshot !== undefined) parts.push(`snapshot ${rd.snapshot.index}`);
+  if (rd.entries.length > 0) parts.push(`entries ${slots(rd.entries)}`);
+  if (rd.committed.length > 0) parts.push(`committed ${slots(rd.committed)}`);
+  const messages = rd.messages.filter((m) => m.type !== 'heartbeat' && m.type !== 'heartbeatReply');
+  if (messages.length > 0) parts.push(`send ${messages.map((m) => `${m.type}->n${m.to}`).join(' ')}`);
+  if (rd.readStates.length > 0) parts.push(`reads ${rd.readStates.map((r) => `${r.id}@${r.index}`).join(' ')}`);
+  if (rd.droppedReads.length > 0) parts.push(`dropped reads ${rd.droppedReads.join(' ')}`);
+  if (parts.length === 0) return undefined;
+  return `${parts.join('; ')}${rd.mustSync ? ' (sync)' : ''}`;
 }
 
 function describeReply(r: NodeReply): string {

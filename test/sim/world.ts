@@ -1,4 +1,4 @@
-import { ZERO_BALLOT, type Config, type HardState, type Message, type NodeId, type PersistedState, type ReplicaStatus } from '../../node/src/core/types.js';
+import { ZERO_BALLOT, type Config, type HardState, type Message, type NodeId, type PersistedState, type Ready, type ReplicaStatus } from '../../node/src/core/types.js';
 import { DiskFullError, FRAME_HEADER_BYTES, SEGMENT_MAGIC } from '../../node/src/io/wal.js';
 import { AgreementChecker } from './agreement.js';
 import { SimDiskError, SimFs, type FaultCounts, type SimFsFaults } from './fs.js';
@@ -315,6 +315,14 @@ export class World implements NodeHost {
     this.exception(id, err);
   }
 
+  /** Scenarios: sees every message delivered and every Ready a driver takes, as they happen. */
+  watcher: { delivered(to: NodeId, m: Message): void; readied(id: NodeId, rd: Ready): void } | undefined;
+
+  /** @internal */
+  readied(id: NodeId, rd: Ready): void {
+    this.watcher?.readied(id, rd);
+  }
+
   /** @internal */
   harnessError(id: NodeId, err: unknown): void {
     this.violation('exception', `harness callback of node ${id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
@@ -370,6 +378,7 @@ export class World implements NodeHost {
             this.violation('contract', `node ${id} could not decode a message from ${m.from}: ${String(error)}`);
             continue;
           }
+          this.watcher?.delivered(id, message);
           n.receive(message);
         }
         if (tick) n.tick();
