@@ -24,14 +24,15 @@ class Bench {
   constructor(seed: number) {
     this.disk = new SimFs(new Rng(seed));
   }
-  open(): { storage: Storage; slots: number[] } {
+  open(): { storage: Storage; slots: number[]; snapshot: number } {
     const view = this.disk.view((fn) => this.queue.push(fn));
-    const { storage, state } = Storage.open('/data', { fs: view.asWalFs(), segmentBytesMax: 4096 });
+    const nextTurn = (): Promise<void> => new Promise((resolve) => this.queue.push(resolve));
+    const { storage, state } = Storage.open('/data', { fs: view.asWalFs(), segmentBytesMax: 4096, nextTurn });
     if (state === undefined) {
       storage.initialize(hard);
-      return { storage, slots: [] };
+      return { storage, slots: [], snapshot: 0 };
     }
-    return { storage, slots: state.entries.map((e) => e.slot) };
+    return { storage, slots: state.entries.map((e) => e.slot), snapshot: state.snapshot?.index ?? 0 };
   }
   /** Runs the disk's completions until `p` settles. */
   async wait<T>(p: Promise<T>): Promise<T> {
@@ -121,6 +122,32 @@ describe('simulated disk under the real storage', () => {
       bench.disk.crash();
       expect(bench.open().slots).toEqual([1, 2, 3, 4]);
     }
+  });
+});
+
+describe('a snapshot on a full disk', () => {
+  it('is refused with DiskFullError, kept in memory for peers, and written by the first log write that finds room', async () => {
+    const bench = new Bench(3);
+    const { storage } = bench.open();
+    for (let slot = 1; slot <= 4; slot++) await bench.wait(storage.persist(batch([slot])));
+    bench.disk.full = true;
+    await expect(bench.wait(storage.saveSnapshot({ index: 3, config: hard.config, data: '{"state":3}' }))).rejects.toBeInstanceOf(DiskFullError);
+    // No second attempt while it waits, and a peer catching up still gets it.
+    expect(storage.snapshotAt).toBe(3);
+    expect(storage.snapshotData(3)).toBe('{"state":3}');
+    bench.disk.crash();
+    bench.disk.full = false;
+    // Nothing of it reached the disk, and the log below it is still there.
+    const afterCrash = bench.open();
+    expect(afterCrash).toMatchObject({ slots: [1, 2, 3, 4], snapshot: 0 });
+    await expect(bench.wait(afterCrash.storage.saveSnapshot({ index: 3, config: hard.config, data: '{"state":3}' }))).resolves.toBeUndefined();
+    const again = bench.open().storage;
+    bench.disk.full = true;
+    await expect(bench.wait(again.saveSnapshot({ index: 4, config: hard.config, data: '{"state":4}' }))).rejects.toBeInstanceOf(DiskFullError);
+    bench.disk.full = false;
+    await bench.wait(again.persist(batch([5])));
+    bench.disk.crash();
+    expect(bench.open()).toMatchObject({ slots: [5], snapshot: 4 });
   });
 });
 
