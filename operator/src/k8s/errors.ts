@@ -19,6 +19,11 @@ export class KubeApiError extends Error {
   }
 }
 
+/** The kubeconfig could not be loaded, or its credential plugin failed. */
+export class KubeConfigError extends Error {
+  override readonly name = 'KubeConfigError';
+}
+
 /** Converts whatever the client threw into a {@link KubeApiError}. */
 export function toKubeError(operation: string, error: unknown): KubeApiError {
   if (error instanceof KubeApiError) {

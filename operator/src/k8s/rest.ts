@@ -5,14 +5,18 @@
  * undici 8, which does not load on Node 20 (see docs/adr/0003-*).
  *
  * Authentication: client certificates, bearer tokens (the in-cluster token is re-read, since
- * bound service-account tokens rotate), a CA bundle or insecure-skip-tls-verify. Exec and
- * auth-provider plugins are not supported.
+ * bound service-account tokens rotate), a CA bundle or insecure-skip-tls-verify, and exec and
+ * auth-provider plugins through @kubernetes/client-node's KubeConfig, loaded only for a
+ * kubeconfig that uses one (kubeconfig-plugins.ts; ADR 0004, amendment 1).
  */
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { parse as parseYaml } from 'yaml';
-import { KubeApiError } from './errors.js';
+import { KubeApiError, KubeConfigError } from './errors.js';
+import { pluginCredentials, type PluginCredentials } from './kubeconfig-plugins.js';
+
+export { KubeConfigError } from './errors.js';
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeConnection {
@@ -22,14 +26,11 @@ export interface KubeConnection {
   readonly key?: Buffer;
   /** Returns the bearer token for the next request, if any. */
   readonly token?: () => string;
+  /** A credential plugin (exec, auth-provider); takes the place of `token`. */
+  readonly credentials?: PluginCredentials;
   readonly insecureSkipTlsVerify?: boolean;
   /** The namespace of the current context (or of the service account in-cluster). */
   readonly namespace?: string;
-}
-
-/** The kubeconfig could not be loaded. */
-export class KubeConfigError extends Error {
-  override readonly name = 'KubeConfigError';
 }
 
 type Raw = Record<string, unknown>;
@@ -63,9 +64,7 @@ export function loadKubeConfigFile(path: string): KubeConnection {
   const context = pick(doc.contexts, contextName, 'context');
   const cluster = pick(doc.clusters, String(context.cluster), 'cluster');
   const user = context.user === undefined ? {} : pick(doc.users, String(context.user), 'user');
-  if (user.exec !== undefined || user['auth-provider'] !== undefined) {
-    throw new KubeConfigError(`kubeconfig ${path}: exec and auth-provider credentials are not supported; use a token or client certificate`);
-  }
+  const plugin = user.exec !== undefined || user['auth-provider'] !== undefined;
   const token = typeof user.token === 'string' ? user.token
     : typeof user.tokenFile === 'string' ? readFileSync(user.tokenFile, 'utf8').trim() : undefined;
   return {
@@ -73,7 +72,8 @@ export function loadKubeConfigFile(path: string): KubeConnection {
     ca: dataOrFile(cluster, 'certificate-authority', base),
     cert: dataOrFile(user, 'client-certificate', base),
     key: dataOrFile(user, 'client-key', base),
-    token: token === undefined ? undefined : () => token,
+    token: token === undefined || plugin ? undefined : () => token,
+    credentials: plugin ? pluginCredentials(path, contextName) : undefined,
     insecureSkipTlsVerify: cluster['insecure-skip-tls-verify'] === true,
     namespace: typeof context.namespace === 'string' ? context.namespace : undefined,
   };
@@ -169,11 +169,34 @@ export class KubeRest {
     const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
-    const response = await this.open(method, path, { ...options, signal }, () => deadline.aborted ? `no answer within ${timeoutMs} ms` : undefined);
-    const text = await readBody(response, what, signal);
-    const status = response.statusCode ?? 0;
-    if (status < 200 || status > 299) throw apiError(what, status, text);
-    return (text === '' ? {} : JSON.parse(text)) as T;
+    const timedOut = (): string | undefined => (deadline.aborted ? `no answer within ${timeoutMs} ms` : undefined);
+    const { credentials } = this.connection;
+    for (let attempt = 1; ; attempt += 1) {
+      const response = await this.open(method, path, { ...options, signal }, timedOut, await this.authorization(what));
+      const text = await readBody(response, what, signal);
+      const status = response.statusCode ?? 0;
+      // A plugin's token may have been revoked or expired early: ask the plugin again, once.
+      if (status === 401 && credentials !== undefined && attempt === 1) {
+        credentials.invalidate();
+        continue;
+      }
+      if (status < 200 || status > 299) throw apiError(what, status, text);
+      return (text === '' ? {} : JSON.parse(text)) as T;
+    }
+  }
+
+  /** The `Authorization` header: a plugin's, or the bearer token. @throws KubeApiError */
+  private async authorization(what: string): Promise<string | undefined> {
+    const { credentials } = this.connection;
+    if (credentials !== undefined) {
+      try {
+        return await credentials.authorization();
+      } catch (error) {
+        throw new KubeApiError(what, 0, 'Unauthorized', error instanceof Error ? error.message : String(error), { cause: error });
+      }
+    }
+    const token = this.connection.token?.();
+    return token === undefined || token === '' ? undefined : `Bearer ${token}`;
   }
 
   get<T>(path: string, query?: Query, options?: CallOptions): Promise<T> {
@@ -214,7 +237,13 @@ export class KubeRest {
     let abort = (): void => undefined;
     const done = new Promise<void>((resolve, reject) => {
       const what = `WATCH ${path}`;
-      this.open('GET', path, { query: { ...query, watch: 1, allowWatchBookmarks: true } }, () => undefined, (cancel) => { abort = cancel; })
+      let aborted = false;
+      abort = () => { aborted = true; };
+      this.authorization(what)
+        .then((authorization) => {
+          if (aborted) throw new KubeApiError(what, 0, 'Aborted', 'aborted before it was sent');
+          return this.open('GET', path, { query: { ...query, watch: 1, allowWatchBookmarks: true } }, () => undefined, authorization, (cancel) => { abort = cancel; });
+        })
         .then((response) => {
           const status = response.statusCode ?? 0;
           if (status !== 200) {
@@ -257,7 +286,7 @@ export class KubeRest {
    * whether that was the deadline, for the error message.
    */
   private open(
-    method: string, path: string, options: RequestOptions, timedOut: () => string | undefined,
+    method: string, path: string, options: RequestOptions, timedOut: () => string | undefined, authorization: string | undefined,
     onCancel?: (cancel: () => void) => void,
   ): Promise<IncomingMessage> {
     const url = new URL(path, this.connection.server);
@@ -270,8 +299,7 @@ export class KubeRest {
       headers['content-type'] = options.contentType ?? 'application/json';
       headers['content-length'] = String(body.length);
     }
-    const token = this.connection.token?.();
-    if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
+    if (authorization !== undefined) headers.authorization = authorization;
     const what = `${method} ${path}`;
     const { signal } = options;
     return new Promise((resolve, reject) => {
