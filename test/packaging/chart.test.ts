@@ -217,6 +217,8 @@ describe('rendered with default values', () => {
       '--lease-namespace=$(POD_NAMESPACE)',
       '--owner-deployment=paxos-operator',
       '--node-image=$(PAXOS_NODE_IMAGE)',
+      '--workers=4',
+      '--reconcile-timeout-seconds=60',
       '--log-level=info',
     ]);
     const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]));
