@@ -2,8 +2,9 @@
  * `npm start`: the whole product on this machine.
  *
  * 1. builds the Kubernetes binaries if missing (`node scripts/tools.mjs build`);
- * 2. starts a local cluster (real etcd + kube-apiserver + kube-controller-manager, and the
- *    process kubelet that runs the chart's images as local processes);
+ * 2. builds the node and operator images from their Dockerfiles (BuildKit, cached) and starts a
+ *    local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and three
+ *    nodes of containerd + kubelet, with kube-proxy, CoreDNS and a volume provisioner;
  * 3. `helm install paxos-operator charts/paxos-operator -n paxos-system --create-namespace --wait`;
  * 4. `kubectl apply -f examples/quorum.yaml` and waits until the PaxosQuorum is Available;
  * 5. prints how to use it, and keeps running until Ctrl-C, then stops everything it started.
@@ -72,7 +73,7 @@ const say = (msg: string): void => {
 
 function ensureTools(): string {
   const binDir = toolsBinDir();
-  const needed = values.kubeconfig ? (['kubectl', 'helm'] as const) : (['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'helm'] as const);
+  const needed = values.kubeconfig ? (['kubectl', 'helm'] as const) : (['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'helm', 'kubelet', 'kube-proxy', 'coredns', 'crictl', 'buildkitd', 'buildctl'] as const);
   try {
     requireTools(needed, binDir);
     return binDir;
@@ -98,9 +99,10 @@ async function shutdown(code: number): Promise<never> {
   if (stopping) process.exit(code);
   stopping = true;
   if (cluster) {
-    say('stopping the local cluster (pods, kubelet, control plane)…');
-    await cluster.stop().catch((e: unknown) => process.stderr.write(`start: stop failed: ${String(e)}\n`));
-    say('stopped');
+    say('stopping the local cluster (pods, nodes, control plane) and restoring the host…');
+    const problems = await cluster.stop().catch((e: unknown) => [`stop failed: ${String(e)}`]);
+    for (const p of problems) process.stderr.write(`start: ${p}\n`);
+    say(problems.length ? 'stopped, with the problems above' : 'stopped; iptables, sysctls and links are as before');
   }
   process.exit(code);
 }
@@ -112,12 +114,14 @@ try {
     tools = new KubeTools(values.kubeconfig, { binDir });
     say(`using the existing cluster of ${values.kubeconfig}`);
   } else {
-    say('starting the local cluster (etcd, kube-apiserver, kube-controller-manager, process kubelet)…');
+    say('building the images (BuildKit, cached) and starting the local cluster (control plane, 3 nodes of containerd + kubelet)…');
     cluster = new LocalCluster();
-    await cluster.start({ logger: log });
+    await cluster.start({ logger: log, imageLog: (l) => say(`  ${l}`) });
     if (!cluster.tools) throw new Error('cluster has no tools');
     tools = cluster.tools;
-    say(`cluster up: ${cluster.controlPlane.server}; images ${cluster.images.operator} and ${cluster.images.node} run from ${REPO_ROOT}`);
+    const built = cluster.built;
+    say(`cluster up: ${cluster.controlPlane.server}; nodes ${cluster.nodes?.nodeNames.join(', ') ?? ''}`);
+    if (built) for (const img of [built.operator, built.node]) say(`  image ${img.ref} ${img.digest}`);
   }
 
   say('helm install paxos-operator charts/paxos-operator -n paxos-system --create-namespace --wait');
@@ -168,7 +172,7 @@ Watch the quorum and expand it online:
   kubectl scale paxosquorum/demo${ns} --replicas=5
   kubectl describe pq demo${ns}
 
-Talk to it (pod IPs are reachable from this machine${cluster ? ' through the kubelet bridge' : ' only if your network routes them'};
+Talk to it (pod IPs are reachable from this machine${cluster ? ' through the cluster bridge' : ' only if your network routes them'};
 writes must go to the leader's IP — kubectl get pq shows the leader — because the nodes' leader hints
 are in-cluster DNS names this machine cannot resolve):
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Builds the Kubernetes test tools (etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler, kubectl, helm) from the pinned Go wrapper modules under test/k8s/tools/, and
-// the benchmark's Go load generator (bench/loadgen), into a git-ignored cache folder
-// (<repo>/.tools/bin).
+// kube-scheduler, kubectl, kubelet, kube-proxy, CoreDNS, BuildKit, crictl, helm) from the pinned
+// Go wrapper modules under test/k8s/tools/, and the benchmark's Go load generator (bench/loadgen),
+// into a git-ignored cache folder (<repo>/.tools/bin).
 //
 // Usage:
 //   node scripts/tools.mjs build        build whatever is missing or out of date
@@ -19,7 +19,8 @@
 //   TEST_ASSET_KUBE_APISERVER   path of a kube-apiserver binary
 //   TEST_ASSET_KUBECTL          path of a kubectl binary
 //   TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_KUBE_SCHEDULER, TEST_ASSET_HELM,
-//   TEST_ASSET_BENCH_LOADGEN  (same idea)
+//   TEST_ASSET_KUBELET, TEST_ASSET_KUBE_PROXY, TEST_ASSET_COREDNS, TEST_ASSET_BUILDKITD,
+//   TEST_ASSET_BUILDCTL, TEST_ASSET_CRICTL, TEST_ASSET_BENCH_LOADGEN  (same idea)
 // Overridden binaries are symlinked into the bin folder so `path` stays one folder.
 //
 // Other knobs: TOOLS_BIN_DIR (default <repo>/.tools/bin), TOOLS_GO_P (go build -p,
@@ -136,6 +137,63 @@ const TOOLS = [
     env: 'TEST_ASSET_KUBECTL',
     kubebuilder: true,
     ldflags: kubeLdflags,
+  },
+  {
+    name: 'kubelet',
+    module: 'kubernetes',
+    pkg: 'k8s.io/kubernetes/cmd/kubelet',
+    env: 'TEST_ASSET_KUBELET',
+    kubebuilder: false,
+    ldflags: kubeLdflags,
+  },
+  {
+    name: 'kube-proxy',
+    module: 'kubernetes',
+    pkg: 'k8s.io/kubernetes/cmd/kube-proxy',
+    env: 'TEST_ASSET_KUBE_PROXY',
+    kubebuilder: false,
+    ldflags: kubeLdflags,
+  },
+  {
+    name: 'coredns',
+    module: 'coredns',
+    pkg: 'github.com/coredns/coredns',
+    env: 'TEST_ASSET_COREDNS',
+    kubebuilder: false,
+    ldflags: () => [],
+  },
+  {
+    name: 'buildctl',
+    module: 'buildkit',
+    pkg: 'github.com/moby/buildkit/cmd/buildctl',
+    env: 'TEST_ASSET_BUILDCTL',
+    kubebuilder: false,
+    ldflags: () => {
+      const v = requiredVersion('buildkit', 'github.com/moby/buildkit');
+      return [`-X github.com/moby/buildkit/version.Version=${v}`];
+    },
+  },
+  {
+    name: 'buildkitd',
+    module: 'buildkit',
+    pkg: 'github.com/moby/buildkit/cmd/buildkitd',
+    env: 'TEST_ASSET_BUILDKITD',
+    kubebuilder: false,
+    ldflags: () => {
+      const v = requiredVersion('buildkit', 'github.com/moby/buildkit');
+      return [`-X github.com/moby/buildkit/version.Version=${v}`];
+    },
+  },
+  {
+    name: 'crictl',
+    module: 'cri-tools',
+    pkg: 'sigs.k8s.io/cri-tools/cmd/crictl',
+    env: 'TEST_ASSET_CRICTL',
+    kubebuilder: false,
+    ldflags: () => {
+      const v = requiredVersion('cri-tools', 'sigs.k8s.io/cri-tools');
+      return [`-X sigs.k8s.io/cri-tools/pkg/version.Version=${v}`];
+    },
   },
   {
     name: 'helm',

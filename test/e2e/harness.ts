@@ -67,8 +67,8 @@ export interface StepResult {
 
 /** Fails with "run `npm run tools:build`" when the Go-built binaries are missing; never skips. */
 export function requireE2eTools(): void {
-  requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'helm']);
-  if (process.getuid?.() !== 0) throw new Error('The e2e tests need root (the process kubelet creates network namespaces).');
+  requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'helm', 'kubelet', 'kube-proxy', 'coredns', 'crictl', 'buildkitd', 'buildctl']);
+  if (process.getuid?.() !== 0) throw new Error('The e2e tests need root (they run containerd, kubelets and kube-proxy).');
 }
 
 /** One cluster with the operator installed and the sample quorum, for a whole test file. */
@@ -85,6 +85,14 @@ export class E2eEnv {
     if (!pki) throw new Error('no PKI');
     this.dns = new PodDns({ server: this.cluster.controlPlane.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key });
     await this.dns.start();
+  }
+
+  /** What the pods ran on: container runtime, node count, and the digests of the built images. */
+  runtimeInfo(): { runtime: string; nodes: number; images: Record<string, { ref: string; digest: string; size_mb: number }> } {
+    const built = this.cluster.built;
+    const images: Record<string, { ref: string; digest: string; size_mb: number }> = {};
+    for (const [k, img] of Object.entries(built ?? {})) images[k] = { ref: img.ref, digest: img.digest, size_mb: Math.round(img.sizeBytes / 104857.6) / 10 };
+    return { runtime: 'containerd', nodes: this.cluster.nodes?.nodeNames.length ?? 0, images };
   }
 
   async stop(): Promise<void> {

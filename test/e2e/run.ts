@@ -44,6 +44,7 @@ process.on('SIGTERM', onSignal);
 try {
   say('starting the local cluster');
   await env.start();
+  Object.assign(extra, env.runtimeInfo());
   say('helm install');
   await env.helmInstall();
   say('kubectl apply -f examples/quorum.yaml');
@@ -103,5 +104,8 @@ if (!json) {
   say(ok ? 'e2e passed' : 'e2e FAILED');
 }
 const { steps: stepList, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election } = summary;
-if (json) process.stdout.write(`${JSON.stringify({ failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
+if (json) {
+  const { runtime, nodes, images } = extra;
+  process.stdout.write(`${JSON.stringify({ runtime, nodes, images, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
+}
 process.exit(ok ? 0 : 1);

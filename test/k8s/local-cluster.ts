@@ -1,30 +1,25 @@
 /**
- * A whole local Kubernetes for the product: the real control plane (etcd, kube-apiserver,
- * kube-controller-manager, built from Go by `npm run tools:build`) plus the process kubelet,
- * whose "images" are the chart's two images mapped to this repository's entry points:
- *
- * - `image.repository:tag` (operator) → `node --import <root>/node_modules/tsx/dist/loader.mjs <root>/operator/src/main.ts`
- * - `nodeImage.repository:tag` (node) → `node --import <root>/node_modules/tsx/dist/loader.mjs <root>/node/src/main.ts`
- *
- * where `<root>` is this checkout bind-mounted under /run/paxos-local-cluster/ for the
- * cluster's lifetime (a pod's own mounts, like the operator's emptyDir at /tmp, must not hide it).
- *
- * The references are read from charts/paxos-operator/values.yaml (an empty tag means the chart's
- * appVersion), so the chart installs unchanged. Pods run as local processes that share the host
- * filesystem: the repository must be readable by the chart's runAsUser 65532 (it is world
- * readable here; `start()` checks and says so otherwise).
+ * A whole local Kubernetes for the product, made of the real parts: the control plane (etcd,
+ * kube-apiserver, kube-controller-manager, kube-scheduler) and three nodes, each a containerd
+ * and a kubelet, plus kube-proxy, CoreDNS and a local-volume provisioner (test/k8s/node/). The
+ * pods run the images built from `node/Dockerfile` and `operator/Dockerfile` by BuildKit
+ * (`npm run images`), imported into every node's containerd, so the chart installs unchanged
+ * with its default image references.
  *
  * Used by `npm start` (scripts/start.ts) and the end-to-end tests (test/e2e/).
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { LocalControlPlane, type ControlPlaneOptions } from './cluster/control-plane.js';
-import { ProcessKubelet, type ImageEntrypoint } from './cluster/kubelet.js';
+import { acquireSlot, releaseSlot } from './cluster/slots.js';
 import { REPO_ROOT, requireTools, toolsBinDir } from './cluster/tools.js';
+import { tryRun } from './node/exec.js';
+import { restoreHost, snapshotHost, type HostSnapshot } from './node/host-state.js';
+import { buildImages, type ImageSet } from './node/images.js';
+import { RealNodes, createBridge, nodeNetwork, type NodeNetwork } from './node/real-nodes.js';
 
 export { REPO_ROOT };
 
@@ -54,29 +49,6 @@ export function chartImages(chartDir = CHART_DIR): ChartImages {
     return `${v.repository}:${String(tag)}`;
   };
   return { operator: ref(values.image, 'image'), node: ref(values.nodeImage, 'nodeImage') };
-}
-
-/** The tsx loader under `root` as an absolute file URL, so it resolves whatever the pod's working dir is. */
-export function tsxLoader(root: string): string {
-  return pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-}
-
-/**
- * The image → entrypoint map for the process kubelet. `root` is where the pods see this
- * repository: the "image filesystem" (see {@link LocalCluster.start} for why it is not simply
- * the checkout's own path).
- */
-export function imageMap(images: ChartImages = chartImages(), root = REPO_ROOT): Record<string, ImageEntrypoint> {
-  const tsx = (entry: string): ImageEntrypoint => ({
-    entrypoint: [process.execPath, '--import', tsxLoader(root), join(root, entry)],
-    workingDir: root,
-    // The operator runs as 65532, whose home (/root) it cannot write; /tmp is its emptyDir.
-    env: { HOME: '/tmp', NODE_ENV: 'production' },
-  });
-  return {
-    [images.operator]: tsx('operator/src/main.ts'),
-    [images.node]: tsx('node/src/main.ts'),
-  };
 }
 
 /** Runs one of the Go-built binaries; rejects with its stderr. */
@@ -137,66 +109,27 @@ export class KubeTools {
 
 /** Options of {@link LocalCluster.start}. */
 export interface LocalClusterOptions {
-  /** Control-plane options (run dir, slot, …). */
+  /** Control-plane options (run dir, …). */
   readonly controlPlane?: ControlPlaneOptions;
-  /** Crash-restart backoff of the kubelet (default 1 s doubling to 10 s: faster than a real kubelet). */
-  readonly restartBackoff?: { readonly baseMs: number; readonly maxMs: number };
+  /** Number of nodes (default 3). */
+  readonly nodes?: number;
   /** Logger (default pino at LOCAL_CLUSTER_LOG level, `warn`). */
   readonly logger?: Logger;
+  /** Progress lines of the image build (default: stderr). */
+  readonly imageLog?: (line: string) => void;
 }
 
-/** Checks that uid 65532 (the chart's runAsUser) can read and traverse the repository. */
-function checkReadableByOthers(): void {
-  const paths = [REPO_ROOT, join(REPO_ROOT, 'node_modules'), join(REPO_ROOT, 'operator', 'src'), join(REPO_ROOT, 'node', 'src')];
-  for (let p = REPO_ROOT; p !== '/'; p = join(p, '..')) paths.push(p);
-  for (const p of paths) {
-    const mode = statSync(p).mode;
-    // Others need r-x on folders for a non-root, non-owner user.
-    if ((mode & 0o005) !== 0o005) {
-      throw new Error(
-        `${p} is not readable by other users (mode ${(mode & 0o777).toString(8)}); the operator pod runs as uid 65532 ` +
-          '(chart securityContext) and loads the repository from the host filesystem. `chmod o+rx` it.',
-      );
-    }
-  }
-  accessSync(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs'), constants.R_OK);
-}
-
-/**
- * Exposes the repository at a fixed path under /run through a bind mount, as an image's
- * filesystem would be. Pods mount volumes over their own paths (the operator chart has an
- * emptyDir at /tmp): a checkout under /tmp, as CI's may be, would be hidden inside the pod.
- */
-class RepoMount {
-  readonly path: string;
-
-  constructor(label: string) {
-    this.path = join('/run', 'paxos-local-cluster', label, 'repo');
-  }
-
-  mount(): void {
-    mkdirSync(this.path, { recursive: true, mode: 0o755 });
-    execFileSync('mount', ['--bind', REPO_ROOT, this.path], { stdio: 'pipe' });
-  }
-
-  unmount(): void {
-    try {
-      execFileSync('umount', [this.path], { stdio: 'pipe' });
-      rmSync(join(this.path, '..'), { recursive: true, force: true });
-    } catch {
-      // Not mounted (start failed early): nothing to undo.
-    }
-  }
-}
-
-/** LocalControlPlane + ProcessKubelet with the chart's images. */
+/** The control plane, the nodes and the chart's images. */
 export class LocalCluster {
   readonly controlPlane = new LocalControlPlane();
-  kubelet: ProcessKubelet | undefined;
+  nodes: RealNodes | undefined;
   tools: KubeTools | undefined;
   readonly images: ChartImages = chartImages();
+  /** The images built for this run (valid after start()). */
+  built: ImageSet | undefined;
   private log: Logger = pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' });
-  private repoMount: RepoMount | undefined;
+  private network: NodeNetwork | undefined;
+  private hostBefore: HostSnapshot | undefined;
 
   /** Admin kubeconfig (valid after start()). */
   get kubeconfigPath(): string {
@@ -208,40 +141,52 @@ export class LocalCluster {
     return this.tools?.binDir ?? toolsBinDir();
   }
 
-  /** Run folder of the control plane (logs, PKI, kubelet pods). */
+  /** Run folder of the control plane (logs, PKI, node folders). */
   get runDir(): string {
     return this.controlPlane.runDir;
   }
 
   /**
-   * Starts the control plane and the kubelet.
+   * Builds the images (cached), starts the control plane and the nodes.
    *
-   * @throws ToolsMissingError ("run `npm run tools:build`") if a binary is missing.
+   * @throws ToolsMissingError ("run `npm run tools:build`") if a binary is missing, and
+   *   PrerequisiteMissingError naming the Debian package of a missing host command.
    */
   async start(opts: LocalClusterOptions = {}): Promise<this> {
     if (opts.logger) this.log = opts.logger;
     // Fail fast and clearly, before anything is started.
-    requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'helm']);
+    requireTools(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'helm', 'kubelet', 'kube-proxy', 'coredns', 'crictl', 'buildkitd', 'buildctl']);
     if (process.getuid?.() !== 0) {
-      throw new Error('LocalCluster needs root: the process kubelet creates network namespaces. Run it as root.');
+      throw new Error('LocalCluster needs root: it runs containerd, kubelets and kube-proxy, which change iptables and mounts.');
     }
-    checkReadableByOthers();
+    this.built = await buildImages({ log: opts.imageLog });
+    this.hostBefore = await snapshotHost();
     try {
-      this.repoMount = new RepoMount(`${process.pid}-${Date.now()}`);
-      this.repoMount.mount();
-      await this.controlPlane.start({ logger: this.log, ...opts.controlPlane });
-      const pki = this.controlPlane.pki;
-      if (!pki) throw new Error('control plane started without PKI');
-      this.tools = new KubeTools(this.controlPlane.kubeconfigPath, { helmHome: join(this.controlPlane.runDir, 'helm') });
-      this.kubelet = new ProcessKubelet({
-        endpoint: { server: this.controlPlane.server, caFile: pki.ca.cert, certFile: pki.admin.cert, keyFile: pki.admin.key },
-        runDir: join(this.controlPlane.runDir, 'kubelet'),
-        slot: this.controlPlane.network?.slot,
-        images: imageMap(this.images, this.repoMount?.path),
-        restartBackoff: opts.restartBackoff ?? { baseMs: 1000, maxMs: 10_000 },
-        logger: this.log.child({ component: 'kubelet' }),
+      // The bridge must exist before the API server binds to its address; the slot lock is
+      // taken again by the control plane right after.
+      const slot = opts.controlPlane?.slot ?? acquireSlot();
+      if (opts.controlPlane?.slot === undefined) releaseSlot(slot);
+      const net = nodeNetwork(slot);
+      this.network = net;
+      await createBridge(net);
+      await this.controlPlane.start({
+        logger: this.log,
+        scheduler: true,
+        bindAddress: net.gateway,
+        advertiseAddress: net.gateway,
+        ...opts.controlPlane,
+        slot,
       });
-      await this.kubelet.start();
+      this.tools = new KubeTools(this.controlPlane.kubeconfigPath, { helmHome: join(this.controlPlane.runDir, 'helm') });
+      this.nodes = new RealNodes();
+      await this.nodes.start({
+        controlPlane: this.controlPlane,
+        network: net,
+        images: this.built,
+        nodes: opts.nodes,
+        logger: this.log.child({ component: 'nodes' }),
+        hostSnapshot: this.hostBefore,
+      });
     } catch (e) {
       await this.stop().catch(() => undefined);
       throw e;
@@ -249,14 +194,22 @@ export class LocalCluster {
     return this;
   }
 
-  /** Stops the kubelet (its pods) and the control plane it started; nothing else. */
-  async stop(): Promise<void> {
-    const k = this.kubelet;
-    this.kubelet = undefined;
-    if (k) await k.stop().catch((e: unknown) => this.log.error({ err: String(e) }, 'kubelet stop failed'));
+  /**
+   * Stops the nodes (their pods), the control plane, and puts the host back as it was.
+   *
+   * @returns what could not be restored (empty when the host is as before start()).
+   */
+  async stop(): Promise<string[]> {
+    const problems: string[] = [];
+    const nodes = this.nodes;
+    this.nodes = undefined;
+    if (nodes) problems.push(...(await nodes.stop().catch((e: unknown) => [`stopping nodes: ${String(e)}`])));
     await this.controlPlane.stop();
-    this.repoMount?.unmount();
-    this.repoMount = undefined;
+    if (this.network) await tryRun('ip', ['link', 'delete', this.network.bridge]);
+    if (this.hostBefore) problems.push(...(await restoreHost(this.hostBefore)));
+    this.hostBefore = undefined;
+    if (problems.length) this.log.warn({ problems }, 'host not fully restored');
+    return problems;
   }
 
   kubectl(args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {

@@ -86,7 +86,8 @@ function serial(): string {
   return `0x${b.toString('hex')}`;
 }
 
-interface LeafSpec {
+/** What a leaf certificate names and may be used for. */
+export interface LeafSpec {
   readonly name: string;
   readonly subject: string;
   readonly usage: 'server' | 'client' | 'both';
@@ -94,7 +95,8 @@ interface LeafSpec {
   readonly ips?: readonly string[];
 }
 
-function leaf(dir: string, ca: CertPair, spec: LeafSpec, days: number): CertPair {
+/** Issues a leaf certificate signed by `ca` into `dir` (`<name>.crt`, `<name>.key`). */
+export function leaf(dir: string, ca: CertPair, spec: LeafSpec, days: number): CertPair {
   const key = newKey(dir, spec.name);
   const csr = join(dir, `${spec.name}.csr`);
   const ext = join(dir, `${spec.name}.ext`);

@@ -11,7 +11,19 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Names of binaries `scripts/tools.mjs` can provide. */
-export type ToolName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl' | 'helm';
+export type ToolName =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
+  | 'kubectl'
+  | 'helm'
+  | 'kubelet'
+  | 'kube-proxy'
+  | 'coredns'
+  | 'buildkitd'
+  | 'buildctl'
+  | 'crictl';
 
 /** Thrown when binaries are missing; the message says how to build them. */
 export class ToolsMissingError extends Error {
