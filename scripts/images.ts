@@ -16,7 +16,7 @@ try {
   if (json) console.log(JSON.stringify(set));
   else {
     for (const image of Object.values(set)) {
-      console.log(`${image.ref.padEnd(40)} ${image.digest}  ${(image.sizeBytes / 1048576).toFixed(1)} MiB`);
+      console.log(`${image.ref.padEnd(40)} digest ${image.digest}  id ${image.imageId}  ${(image.sizeBytes / 1048576).toFixed(1)} MiB`);
     }
   }
 } catch (e) {

@@ -88,10 +88,10 @@ export class E2eEnv {
   }
 
   /** What the pods ran on: container runtime, node count, and the digests of the built images. */
-  runtimeInfo(): { runtime: string; nodes: number; images: Record<string, { ref: string; digest: string; size_mb: number }> } {
+  runtimeInfo(): { runtime: string; nodes: number; images: Record<string, { ref: string; digest: string; image_id: string; size_mb: number }> } {
     const built = this.cluster.built;
-    const images: Record<string, { ref: string; digest: string; size_mb: number }> = {};
-    for (const [k, img] of Object.entries(built ?? {})) images[k] = { ref: img.ref, digest: img.digest, size_mb: Math.round(img.sizeBytes / 104857.6) / 10 };
+    const images: Record<string, { ref: string; digest: string; image_id: string; size_mb: number }> = {};
+    for (const [k, img] of Object.entries(built ?? {})) images[k] = { ref: img.ref, digest: img.digest, image_id: img.imageId, size_mb: Math.round(img.sizeBytes / 104857.6) / 10 };
     return { runtime: 'containerd', nodes: this.cluster.nodes?.nodeNames.length ?? 0, images };
   }
 

@@ -44,13 +44,48 @@ function readSysctl(key: string): string | undefined {
   }
 }
 
-/** Strips the comment lines (dates, generator) of iptables-save so two dumps compare equal. */
+/** The tables of an iptables-save dump: name → its lines (comments and counters dropped). */
+function parseTables(dump: string): Map<string, string[]> {
+  const tables = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const raw of dump.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    if (line.startsWith('*')) {
+      current = [];
+      tables.set(line.slice(1), current);
+    } else if (line !== 'COMMIT') current?.push(line.replace(/\[\d+:\d+\]$/, '[0:0]'));
+  }
+  return tables;
+}
+
+/** A table that holds only built-in chains accepting everything filters nothing. */
+function isEmptyTable(lines: readonly string[]): boolean {
+  return lines.every((l) => /^:\S+ ACCEPT \[0:0\]$/.test(l));
+}
+
+/** A dump in a form where equal rule sets compare equal (no dates, counters, empty tables). */
 export function normalizeIptables(dump: string): string {
-  return dump
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]'))
+  return [...parseTables(dump)]
+    .filter(([, lines]) => !isEmptyTable(lines))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, lines]) => `*${name}\n${lines.join('\n')}`)
     .join('\n');
+}
+
+/**
+ * An iptables-restore input that brings every table back to `before`: iptables-restore flushes
+ * only the tables it is given, so tables created since (by the kubelet, kube-proxy, CNI) are
+ * given empty.
+ */
+function restoreInput(before: string, now: string): string {
+  const was = parseTables(before);
+  const out: string[] = [];
+  for (const name of new Set([...was.keys(), ...parseTables(now).keys()])) {
+    const lines = was.get(name) ?? [];
+    out.push(`*${name}`, ...lines, 'COMMIT');
+  }
+  return `${out.join('\n')}\n`;
 }
 
 /** Takes a snapshot of the sysctls, iptables rules and links. */
@@ -75,10 +110,11 @@ export async function snapshotHost(): Promise<HostSnapshot> {
 /** Puts back what {@link snapshotHost} recorded; returns what could not be restored. */
 export async function restoreHost(before: HostSnapshot): Promise<string[]> {
   const problems: string[] = [];
-  const r4 = await tryRun('iptables-restore', [], { input: before.iptables });
+  const r4 = await tryRun('iptables-restore', [], { input: restoreInput(before.iptables, await run('iptables-save', [])) });
   if (!r4.ok) problems.push(`iptables-restore: ${r4.stderr.trim()}`);
-  if (before.ip6tables) {
-    const r6 = await tryRun('ip6tables-restore', [], { input: before.ip6tables });
+  const now6 = (await tryRun('ip6tables-save', [])).stdout;
+  if (now6 || before.ip6tables) {
+    const r6 = await tryRun('ip6tables-restore', [], { input: restoreInput(before.ip6tables, now6) });
     if (!r6.ok) problems.push(`ip6tables-restore: ${r6.stderr.trim()}`);
   }
   for (const [key, value] of Object.entries(before.sysctls)) {

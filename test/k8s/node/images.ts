@@ -47,8 +47,13 @@ const BASE_EXTRA_PACKAGES = ['libstdc++6', 'ca-certificates'];
 export interface BuiltImage {
   /** Full reference, e.g. `docker.io/paxosquorum/node:0.1.0`. */
   readonly ref: string;
-  /** Manifest digest (`sha256:…`), what the kubelet reports as the container's imageID. */
+  /** Manifest digest (`sha256:…`), the image's digest in a registry. */
   readonly digest: string;
+  /**
+   * Config digest (`sha256:…`), the image ID: what the kubelet reports as a container's
+   * `imageID` for an image that was imported rather than pulled (it has no repository digest).
+   */
+  readonly imageId: string;
   /** Size of the archive in bytes (all layers, compressed). */
   readonly sizeBytes: number;
   /** The OCI archive. */
@@ -137,7 +142,7 @@ async function archiveLayout(layout: string, tag: string, ref: string, archive: 
   await run('tar', ['-C', layout, '-rf', `${archive}.tmp`, ...blobs]);
   renameSync(`${archive}.tmp`, archive);
   rmSync(staging, { recursive: true, force: true });
-  return { ref, digest, sizeBytes: size, archive };
+  return { ref, digest, imageId: manifest.config.digest, sizeBytes: size, archive };
 }
 
 /**
@@ -232,7 +237,7 @@ async function ensureBaseImage(log: (l: string) => void): Promise<{ layout: stri
 async function ensurePauseImage(): Promise<BuiltImage> {
   const dir = join(IMAGES_DIR, 'pause');
   const src = join(REPO_ROOT, 'test', 'k8s', 'node', 'pause.c');
-  const stamp = sha256(`rev=1\n${readFileSync(src, 'utf8')}`);
+  const stamp = sha256(`rev=2\n${readFileSync(src, 'utf8')}`);
   const archive = join(dir, 'pause.oci.tar');
   const stampFile = join(dir, 'stamp');
   if (existsSync(stampFile) && existsSync(archive) && readFileSync(stampFile, 'utf8').trim() === stamp) {
@@ -336,8 +341,9 @@ async function buildDockerfile(
   renameSync(`${archive}.tmp`, archive);
   const meta = JSON.parse(readFileSync(metadata, 'utf8')) as Record<string, string>;
   const digest = meta['containerimage.digest'];
-  if (!digest?.startsWith('sha256:')) throw new Error(`buildctl wrote no image digest to ${metadata}`);
-  const image: BuiltImage = { ref, digest, sizeBytes: statSync(archive).size, archive };
+  const imageId = meta['containerimage.config.digest'];
+  if (!digest?.startsWith('sha256:') || !imageId?.startsWith('sha256:')) throw new Error(`buildctl wrote no image digests to ${metadata}`);
+  const image: BuiltImage = { ref, digest, imageId, sizeBytes: statSync(archive).size, archive };
   log(`${ref}: ${digest} (${(image.sizeBytes / 1048576).toFixed(1)} MiB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return image;
 }

@@ -11,7 +11,7 @@
  * The kubelet registers with its own credentials (CN=system:node:NAME, O=system:nodes), so the
  * API server's Node authorizer and NodeRestriction admission apply to it.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ManagedProcess } from '../cluster/process.js';
@@ -24,6 +24,8 @@ export interface KubeletOptions {
   readonly dir: string;
   /** kubeconfig with this node's client certificate. */
   readonly kubeconfig: string;
+  /** CA of client certificates the kubelet accepts (the API server's, for logs and exec). */
+  readonly clientCaFile: string;
   /** containerd endpoint (`unix://…`). */
   readonly runtimeEndpoint: string;
   /** Address the kubelet serves on and reports as the node's InternalIP. */
@@ -48,7 +50,34 @@ export class Kubelet {
     return `/paxos-local/${this.opts.nodeName}`;
   }
 
+  /**
+   * Creates the cgroup root in every cgroup v1 hierarchy (the kubelet refuses to start when one
+   * is missing); a new cpuset cgroup starts with no CPUs or memory nodes, so it gets its parent's.
+   */
+  private createCgroupRoot(): void {
+    let hierarchies: string[] = [];
+    try {
+      hierarchies = readdirSync('/sys/fs/cgroup').filter((h) => h !== 'unified');
+    } catch {
+      return;
+    }
+    for (const h of hierarchies) {
+      let parent = join('/sys/fs/cgroup', h);
+      for (const part of this.cgroupRoot.split('/').filter(Boolean)) {
+        const dir = join(parent, part);
+        mkdirSync(dir, { recursive: true });
+        if (h === 'cpuset') {
+          for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+            if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8').trim());
+          }
+        }
+        parent = dir;
+      }
+    }
+  }
+
   private writeConfig(): string {
+    this.createCgroupRoot();
     const { dir } = this.opts;
     const root = join(dir, 'kubelet');
     mkdirSync(join(root, 'pki'), { recursive: true });
@@ -64,7 +93,7 @@ export class Kubelet {
       readOnlyPort: 0,
       healthzBindAddress: '127.0.0.1',
       healthzPort: this.opts.healthzPort,
-      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: {} },
+      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: this.opts.clientCaFile } },
       authorization: { mode: 'Webhook' },
       cgroupDriver: 'cgroupfs',
       cgroupRoot: this.cgroupRoot,

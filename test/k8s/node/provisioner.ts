@@ -8,7 +8,7 @@
  * It polls the API server once a second rather than watching: a handful of claims, and a poll
  * cannot miss an event.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../cluster/kube-client.js';
@@ -106,7 +106,9 @@ export class LocalVolumeProvisioner {
   private async provision(pvc: Pvc, node: string, name: string): Promise<void> {
     const path = join(this.opts.volumesDir, node, name);
     // World-writable like rancher's local-path-provisioner: the pod's user owns what it writes.
-    mkdirSync(path, { recursive: true, mode: 0o777 });
+    mkdirSync(path, { recursive: true });
+    chmodSync(path, 0o777); // mkdir's mode is cut by the umask
+
     await this.opts.client.create('/api/v1/persistentvolumes', {
       apiVersion: 'v1',
       kind: 'PersistentVolume',

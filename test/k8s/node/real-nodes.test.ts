@@ -100,7 +100,7 @@ describe('local cluster on real nodes (containerd + kubelet)', () => {
     const pods = JSON.parse(await kubectl(['get', 'pods', '-n', NS, '-l', 'app=web', '-o', 'json'])) as PodList;
     expect(pods.items).toHaveLength(3);
     expect(new Set(pods.items.map((p) => p.spec.nodeName)).size).toBe(3);
-    for (const p of pods.items) expect(p.status.containerStatuses?.[0]?.imageID).toContain(image.digest);
+    for (const p of pods.items) expect(p.status.containerStatuses?.[0]?.imageID).toContain(image.imageId);
     const pvcs = JSON.parse(await kubectl(['get', 'pvc', '-n', NS, '-o', 'json'])) as { items: { status: { phase: string } }[] };
     expect(pvcs.items.map((c) => c.status.phase)).toEqual(['Bound', 'Bound', 'Bound']);
     // From pod web-0: web-2 by its headless-service DNS name, and the ClusterIP Service.

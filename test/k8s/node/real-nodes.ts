@@ -185,6 +185,7 @@ export class RealNodes {
         nodeName: name,
         dir,
         kubeconfig,
+        clientCaFile: pki.ca.cert,
         runtimeEndpoint: containerd.endpoint,
         address: net.gateway,
         port: 10250 + 10 * slot + k,
@@ -211,8 +212,8 @@ export class RealNodes {
         `--cluster-cidr=${net.subnet}`,
         // Replies of a Service backend on the same bridge must come back through the host.
         '--masquerade-all',
-        '--metrics-bind-address=127.0.0.1:0',
-        '--healthz-bind-address=127.0.0.1:0',
+        `--metrics-bind-address=127.0.0.1:${21249 + 10 * slot}`,
+        `--healthz-bind-address=127.0.0.1:${21256 + 10 * slot}`,
         `--nodeport-addresses=${net.gateway}/32`,
         '--iptables-localhost-nodeports=false',
         // Leave the host's conntrack sysctls alone.
@@ -264,6 +265,9 @@ export class RealNodes {
       if (ready.length >= this.nodes.length) return;
       for (const n of this.nodes) {
         if (!n.kubelet.running) throw new Error(`kubelet of ${n.name} exited:\n${n.kubelet.logTail()}`);
+      }
+      for (const p of [this.kubeProxy, this.coredns]) {
+        if (p && !p.running) throw new Error(`${p.name} exited:\n${p.logTail()}`);
       }
       if (Date.now() > deadline) {
         throw new Error(`nodes not Ready after ${timeoutMs / 1000} s (ready: ${ready.map((n) => n.metadata.name).join(', ') || 'none'}):\n${this.nodes[0]?.kubelet.logTail() ?? ''}`);
