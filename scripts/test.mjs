@@ -8,6 +8,8 @@ const steps = [
   // (each is a no-op when already current).
   ['dependencies', 'node', ['scripts/ensure-deps.mjs']],
   ['tools:build', 'node', ['scripts/tools.mjs', 'build']],
+  // The images the local cluster's nodes run, from the Dockerfiles (cached; seconds when current).
+  ['images', 'npx', ['tsx', 'scripts/images.ts']],
   ['typecheck', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['lint', 'npx', ['eslint', '.']],
   // The planner's exhaustive check for every n -> m in 1..9 and every change of target midway.
@@ -15,7 +17,7 @@ const steps = [
   ['jest', 'node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', '--outputFile=.jest-results.json', '--forceExit', ...process.argv.slice(2)]],
 ];
 /** Steps that prepare the run rather than test anything. */
-const SETUP = new Set(['dependencies', 'tools:build']);
+const SETUP = new Set(['dependencies', 'tools:build', 'images']);
 let passed = 0;
 let failed = 0;
 for (const [name, cmd, args] of steps) {

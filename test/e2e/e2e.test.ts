@@ -1,7 +1,7 @@
 /**
- * End to end: the chart on a real control plane (etcd, kube-apiserver, kube-controller-manager
- * built from Go) with the process kubelet running the operator and node images from this
- * repository. One cluster for the whole file. Needs `npm run tools:build` and root; fails (never
+ * End to end: the chart on a real control plane (etcd, kube-apiserver, kube-controller-manager,
+ * kube-scheduler built from Go) and three real nodes (containerd + kubelet) running the operator
+ * and node images built from this repository's Dockerfiles (ADR 0013). One cluster for the whole file. Needs `npm run tools:build` and root; fails (never
  * skips) with a clear message otherwise. `npm run e2e` runs the same scenario without jest.
  *
  * Asserted: Available with 3 members; for every scale step under continuous writes 0 failed
@@ -43,7 +43,7 @@ beforeAll(async () => {
     startError = e as Error;
     throw e;
   }
-}, 240_000);
+}, 600_000);
 
 afterAll(async () => {
   await writer?.stop().catch(() => undefined);

@@ -3,7 +3,7 @@
  *
  * The nodes' NOT_LEADER hints carry the leader's in-cluster name
  * (`demo-1.demo-peers.default.svc:7000`), which the host cannot resolve. The e2e client talks
- * to pod IPs (reachable through the process kubelet's bridge), so this module watches the pods
+ * to pod IPs (reachable through the cluster's bridge), so this module watches the pods
  * and answers `dns.promises.lookup` (what @grpc/grpc-js uses) for `<pod>.<service>.<ns>.svc[.cluster.local]`
  * with the pod's IP. Any other name goes to the real resolver. See FINDINGS.md.
  */

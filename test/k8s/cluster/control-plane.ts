@@ -51,8 +51,8 @@ export interface ControlPlaneOptions {
   /** Extra kube-controller-manager flags. */
   readonly controllerManagerArgs?: readonly string[];
   /**
-   * Also run kube-scheduler (default false: pods stay unbound unless the process kubelet binds
-   * them; with a scheduler, give the kubelet `bindPods: false`).
+   * Also run kube-scheduler (default false: pods stay unbound unless something else binds
+   * them).
    */
   readonly scheduler?: boolean;
   /** Extra kube-scheduler flags. */
@@ -159,7 +159,7 @@ export class LocalControlPlane {
   /** Absolute paths of the binaries in use (valid after start()). */
   bins: { etcd: string; 'kube-apiserver': string; 'kube-controller-manager': string; kubectl: string } | undefined;
 
-  /** The network slot in use (valid after start()); pass `network.slot` to ProcessKubelet. */
+  /** The network slot in use (valid after start()); the nodes use its pod range. */
   network: SlotNetwork | undefined;
 
   private procs: ManagedProcess[] = [];

@@ -1,5 +1,5 @@
 /**
- * The subset of core/v1 types the process kubelet reads and writes. Hand-written to keep the
+ * The subset of core/v1 types the test harness reads and writes. Hand-written to keep the
  * kubelet free of generated-client dependencies; field names match the Kubernetes API.
  */
 import type { KubeObject } from './kube-client.js';
@@ -95,7 +95,7 @@ export interface ResourceRequirements {
   limits?: Record<string, string>;
   requests?: Record<string, string>;
 }
-/** The parts of core/v1 (Pod)SecurityContext the process kubelet applies. */
+/** The parts of core/v1 (Pod)SecurityContext a kubelet applies. */
 export interface SecurityContext {
   runAsUser?: number;
   runAsGroup?: number;
@@ -144,7 +144,7 @@ export interface VolumeProjection {
   downwardAPI?: { items?: DownwardAPIVolumeFile[] };
   serviceAccountToken?: { audience?: string; expirationSeconds?: number; path: string };
 }
-/** core/v1 Volume (the sources the process kubelet supports). */
+/** core/v1 Volume (the common sources). */
 export interface Volume {
   name: string;
   emptyDir?: { medium?: string; sizeLimit?: string };

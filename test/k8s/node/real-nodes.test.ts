@@ -70,7 +70,8 @@ describe('local cluster on real nodes (containerd + kubelet)', () => {
 
   beforeAll(async () => {
     before = await snapshotHost();
-    await cluster.start({ imageLog: () => undefined });
+    // Quick node-failure detection for the node-loss test (the default grace is 50 s).
+    await cluster.start({ imageLog: () => undefined, controlPlane: { controllerManagerArgs: ['--node-monitor-period=1s', '--node-monitor-grace-period=10s'] } });
   }, 1_500_000);
 
   afterAll(async () => {
@@ -111,6 +112,31 @@ describe('local cluster on real nodes (containerd + kubelet)', () => {
     // The volume is writable by the pod's non-root user.
     await kubectl(['exec', '-n', NS, 'web-1', '--', 'node', '-e', "require('fs').writeFileSync('/data/x','1')"]);
   }, 400_000);
+
+  it('a stopped node goes NotReady, its pod is unreachable, and it comes back', async () => {
+    const ready = async (): Promise<string | undefined> =>
+      (JSON.parse(await kubectl(['get', 'node', 'local-2', '-o', 'json'])) as { status: { conditions: { type: string; status: string }[] } }).status.conditions.find(
+        (c) => c.type === 'Ready',
+      )?.status;
+    const waitFor = async (want: (s: string | undefined) => boolean, what: string): Promise<void> => {
+      const deadline = Date.now() + 90_000;
+      while (!want(await ready())) {
+        if (Date.now() > deadline) throw new Error(`local-2 not ${what} after 90 s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    const pods = JSON.parse(await kubectl(['get', 'pods', '-n', NS, '-l', 'app=web', '-o', 'json'])) as PodList;
+    const onNode = pods.items.find((p) => p.spec.nodeName === 'local-2')!;
+    const elsewhere = pods.items.find((p) => p.spec.nodeName !== 'local-2')!;
+    const connect = `require('net').connect({host:'${onNode.status.podIP}',port:8080,timeout:2000}).on('connect',()=>process.exit(0)).on('timeout',()=>process.exit(3)).on('error',()=>process.exit(3))`;
+    const probe = (): Promise<string> => kubectl(['exec', '-n', NS, elsewhere.metadata.name, '--', 'node', '-e', connect]).then(() => 'reachable', () => 'unreachable');
+    expect(await probe()).toBe('reachable');
+    await cluster.nodes!.stopNode('local-2');
+    await waitFor((s) => s !== 'True', 'NotReady');
+    expect(await probe()).toBe('unreachable');
+    await cluster.nodes!.startNode('local-2');
+    await waitFor((s) => s === 'True', 'Ready');
+  }, 300_000);
 
   it('after stop the host is as it was: iptables, sysctls, links', async () => {
     stopped = true;
