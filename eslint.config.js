@@ -10,7 +10,7 @@ const impureModules = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'test/k8s/tools/**', 'coverage/**', 'bench/results/**', 'charts/**', 'deploy/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'test/k8s/tools/**', 'coverage/**', 'bench/results/**', 'charts/**', 'deploy/**', '.tools/**', '.local-cluster/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

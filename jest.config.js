@@ -7,6 +7,7 @@ export default {
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testMatch: ['<rootDir>/**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '/dist/', '/test/k8s/tools/'],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/', '/test/k8s/tools/', '<rootDir>/.tools/', '<rootDir>/.local-cluster/'],
+  modulePathIgnorePatterns: ['<rootDir>/.tools/', '<rootDir>/.local-cluster/'],
   testTimeout: 60000,
 };
