@@ -17,7 +17,7 @@ import { nextRollStep } from '../../operator/src/controller/roll.js';
 import { statusPatch } from '../../operator/src/controller/status.js';
 import { parseSpec, type PaxosQuorum } from '../../operator/src/k8s/paxosquorum.js';
 import { ConfigError, parseConfig } from '../../operator/src/main.js';
-import { sleep } from './harness.js';
+import { quiet as quietLog, sleep } from './harness.js';
 import { REPO_ROOT } from '../k8s/cluster/tools.js';
 
 describe('WorkQueue', () => {
@@ -367,6 +367,18 @@ describe('the pod contract with the node', () => {
   it('allows no voluntary disruption during a membership change, a majority otherwise', () => {
     expect(podDisruptionBudget(quorum, 5, false).spec?.minAvailable).toBe(3);
     expect(podDisruptionBudget(quorum, 5, true).spec?.minAvailable).toBe(5);
+  });
+});
+
+describe('leader election options', () => {
+  it('refuses timings that would let two holders overlap', async () => {
+    const { LeaderElector, LeaderElectionConfigError } = await import('../../operator/src/k8s/leader-election.js');
+    const base = { namespace: 'n', name: 'l', identity: 'a', onStartedLeading: () => undefined, onStoppedLeading: () => undefined };
+    const clients = {} as ConstructorParameters<typeof LeaderElector>[0];
+    const make = (options: Partial<ConstructorParameters<typeof LeaderElector>[2]>) => () => new LeaderElector(clients, quietLog, { ...base, ...options });
+    expect(make({ leaseDurationSeconds: 10, renewDeadlineMs: 10_000 })).toThrow(LeaderElectionConfigError);
+    expect(make({ leaseDurationSeconds: 15, renewDeadlineMs: 10_000, renewIntervalMs: 10_000 })).toThrow(/renew interval/);
+    expect(make({})).not.toThrow();
   });
 });
 

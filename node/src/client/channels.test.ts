@@ -44,4 +44,30 @@ describe('ChannelPool', () => {
     expect(pool.dropIfDisconnected('AdminClient', live)).toBe(false);
     expect(pool.get('AdminClient', live)).toBe(client);
   });
+
+  it('cancels a call when its signal fires, and refuses to send one whose signal already fired', async () => {
+    const hanging = new grpc.Server();
+    let cancelledOnServer = false;
+    hanging.addService(loadProtos().admin, {
+      // Never answers; notes the client's cancel.
+      Convert: (call: grpc.ServerUnaryCall<unknown, unknown>) => { call.on('cancelled', () => { cancelledOnServer = true; }); },
+    });
+    try {
+      const port = await new Promise<number>((resolve, reject) =>
+        hanging.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+      const client = pool.get('AdminClient', `127.0.0.1:${port}`);
+      const controller = new AbortController();
+      const started = Date.now();
+      const call = unaryCall(client, 'Convert', {}, 30_000, controller.signal);
+      setTimeout(() => controller.abort(), 200);
+      await expect(call).rejects.toMatchObject({ code: grpc.status.CANCELLED });
+      expect(Date.now() - started).toBeLessThan(2_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(cancelledOnServer).toBe(true);
+      await expect(unaryCall(client, 'Convert', {}, 30_000, controller.signal)).rejects.toMatchObject({ code: grpc.status.CANCELLED });
+    } finally {
+      hanging.forceShutdown();
+    }
+  });
 });
