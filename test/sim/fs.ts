@@ -169,7 +169,7 @@ export class SimFs {
     return path;
   }
 
-  /** Bytes of unsynced writes across files (tests). */
+  /** Unsynced writes across files (tests). */
   get unsyncedWrites(): number {
     let n = 0;
     for (const inode of this.files.values()) n += inode.unsynced.length;

@@ -89,12 +89,17 @@ export type StartFailure =
   /** Opening failed otherwise (an injected disk error): the container is restarted later. */
   | { readonly kind: 'failed'; readonly error: Error };
 
-interface Running {
-  readonly driver: Driver;
-  readonly handlers: ReturnType<typeof adminHandlers>;
+/** A process's queues of deferred work (the scheduler's and the disk's completions). */
+interface Queues {
   readonly soon: Array<() => void>;
   readonly timed: Array<{ readonly at: number; readonly fn: () => void }>;
+  /** False once the process died: nothing it still has in flight may act. */
   alive: boolean;
+}
+
+interface Running extends Queues {
+  readonly driver: Driver;
+  readonly handlers: ReturnType<typeof adminHandlers>;
 }
 
 /**
@@ -166,7 +171,7 @@ export class SimNode {
    */
   start(): boolean {
     this.startFailure = undefined;
-    const proc: Running = { soon: [], timed: [], alive: true } as unknown as Running;
+    const proc: Queues = { soon: [], timed: [], alive: true };
     const view = this.disk.view((fn, ticks) => {
       if (ticks <= 0) proc.soon.push(fn);
       else proc.timed.push({ at: this.host.now + ticks, fn });
@@ -220,8 +225,7 @@ export class SimNode {
       now: () => this.host.now * TICK_MS,
       scheduler,
     });
-    Object.assign(proc, { driver, handlers: adminHandlers(driver, silent, (id) => `node-${id}`) });
-    this.proc = proc;
+    this.proc = Object.assign(proc, { driver, handlers: adminHandlers(driver, silent, (id) => `node-${id}`) });
     return true;
   }
 

@@ -335,7 +335,14 @@ export class Wal {
     const seq = (this.segments.at(-1)?.seq ?? 0) + 1;
     const file = path.join(this.dir, segmentName(seq));
     const tmp = `${file}.tmp`;
-    const fd = fs.openSync(tmp, 'w+');
+    let fd: number;
+    try {
+      fd = fs.openSync(tmp, 'w+');
+    } catch (err) {
+      // No inode left is a full disk too; nothing was created.
+      if (isNoSpace(err)) throw new DiskFullError(tmp, err);
+      throw err;
+    }
     const head = Buffer.concat([SEGMENT_MAGIC, preamble]);
     try {
       writeFully(fs, fd, head, 0);
