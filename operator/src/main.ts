@@ -1,7 +1,8 @@
 /**
  * The operator's entry point: parses flags and environment, wires the Kubernetes clients,
  * informers, work queue, reconciler, leader election and metrics, and shuts down cleanly on
- * SIGTERM/SIGINT (stop the queue, release the Lease, stop the informers).
+ * SIGTERM/SIGINT (stop the queue, aborting the passes in flight, release the Lease, stop the
+ * informers).
  *
  * Bad configuration prints a readable message and exits with status 2.
  */
@@ -175,7 +176,8 @@ export async function run(config: OperatorConfig, log: Logger): Promise<void> {
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
-  // Finish the pass in flight before giving up the Lease, so no successor overlaps with it.
+  // Abort the passes in flight (their calls are cancelled; every step is idempotent and the
+  // successor redoes it) before giving up the Lease, so no successor overlaps with them.
   await controller.stopLeading();
   await elector?.stop();
   await controller.stop();
