@@ -215,13 +215,30 @@ func runLevel(s spec, t target, c command, value []byte, keys *keyRing) map[stri
 	var errs atomic.Int64
 	var sampleMu sync.Mutex
 	sample := ""
-	var cpu0, cpu1 float64
-	var rssMax float64
+	// The window's CPU and RSS, taken by the timers (or after the workers, should they all be
+	// done before the end timer fired: then the window has just closed).
+	var winMu sync.Mutex
+	var cpu0, cpu1, rssMax float64
+	var opened, closed bool
+	openWindow := func() {
+		winMu.Lock()
+		defer winMu.Unlock()
+		if !opened {
+			opened, cpu0 = true, cpuSeconds()
+		}
+	}
+	closeWindow := func() {
+		winMu.Lock()
+		defer winMu.Unlock()
+		if !closed {
+			closed, cpu1, rssMax = true, cpuSeconds(), rssMB()
+		}
+	}
 	measureTimer := time.AfterFunc(time.Until(measureFrom), func() {
-		cpu0 = cpuSeconds()
+		openWindow()
 		emit(map[string]any{"event": "measure", "system": s.System, "concurrency": c.Concurrency, "op": c.Op})
 	})
-	endTimer := time.AfterFunc(time.Until(measureTo), func() { cpu1 = cpuSeconds(); rssMax = rssMB() })
+	endTimer := time.AfterFunc(time.Until(measureTo), closeWindow)
 	var wg sync.WaitGroup
 	for w := 0; w < c.Concurrency; w++ {
 		wg.Add(1)
@@ -264,8 +281,14 @@ func runLevel(s spec, t target, c command, value []byte, keys *keyRing) map[stri
 		}(w)
 	}
 	wg.Wait()
-	measureTimer.Stop()
+	if measureTimer.Stop() {
+		openWindow() // never opened: no window, no CPU
+	}
 	endTimer.Stop()
+	closeWindow()
+	winMu.Lock()
+	clientCPU := cpu1 - cpu0
+	winMu.Unlock()
 	all := make([]float64, 0)
 	for _, l := range lat {
 		all = append(all, l...)
@@ -293,7 +316,7 @@ func runLevel(s spec, t target, c command, value []byte, keys *keyRing) map[stri
 		"p99_ms":        round(pct(all, 99), 3),
 		"max_ms":        round(pct(all, 100), 3),
 		"mean_ms":       round(mean, 3),
-		"client_cpu_s":  round(cpu1-cpu0, 3),
+		"client_cpu_s":  round(clientCPU, 3),
 		"client_rss_mb": round(rssMax, 1),
 	}
 	if sample != "" {
