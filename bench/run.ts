@@ -792,6 +792,7 @@ async function main(): Promise<number> {
             `${when.slice(0, 19).replace('T', ' ')} UTC, ${quick ? 'QUICK' : 'FULL'} RUN: ${DURATION_MS / 1000} S PER LEVEL AFTER ${WARMUP_MS / 1000} S WARM-UP, CLOSED LOOP` +
               (ROUNDS > 1 ? `, MEDIAN OF ${ROUNDS} ROUNDS` : ''),
             `MACHINE: ${cpus().length} CORES SHARED WITH OTHER BUILDS AND TESTS - NUMBERS ARE NOISY. LOAD AVG ${load0.toFixed(1)}`,
+            GO_CLIENT ? 'CLIENTS: GO LOAD GENERATOR (ETCD CLIENTV3 / GRPC-GO), ONE CONNECTION TO THE LEADER' : 'CLIENTS: NODE.JS LOAD GENERATOR (ETCD3 / PAXOSCLIENT)',
             `FLOOR = LOOPBACK RTT P50 ${floor.rtt_p50_ms} MS + 4 KIB FDATASYNC P50 ${floor.fdatasync_p50_ms} MS = ${floor.floor_ms} MS`,
           ],
         }),
