@@ -17,6 +17,7 @@
  */
 import { compareBallots, sameBallot } from './ballot.js';
 import { AcceptorLog } from './log.js';
+import { acknowledge, creditCommit, newProgress, type PeerProgress } from './progress.js';
 import { configProblem, isQuorum, quorumIndex, sameConfig, voters } from './quorum.js';
 import type {
   DataLoss,
@@ -57,22 +58,6 @@ export const DEFAULT_REPLICA_OPTIONS = {
 const MAX_LEARNERS = 16;
 
 type Body<T extends Message['type']> = Omit<Extract<Message, { type: T }>, 'from' | 'to' | 'epoch'>;
-
-interface PeerProgress {
-  /** Highest slot such that this peer acknowledged every slot from the leader's first up to it. */
-  matched: number;
-  /** Next slot to send. */
-  next: number;
-  inflight: number;
-  /** Acknowledged ranges above `matched`, waiting for the gap below them to close. */
-  ahead: Array<[number, number]>;
-  /** Tick of the last reply from this peer in the current leadership. */
-  lastReplyTick: number;
-  /** Highest read round this peer confirmed. */
-  readAck: number;
-  /** `matched` at the previous heartbeat, to detect a stalled pipeline. */
-  matchedAtLastBeat: number;
-}
 
 interface Candidacy {
   readonly ballot: Ballot;
@@ -762,30 +747,12 @@ export class Replica implements ReplicaApi {
   }
 
   private acknowledge(p: PeerProgress, from: number, to: number): void {
-    if (to <= p.matched) return;
-    if (from <= p.matched + 1) {
-      p.matched = to;
-      // Merge ranges that arrived ahead of a gap that is now closed.
-      p.ahead.sort((a, b) => a[0] - b[0]);
-      while (p.ahead.length > 0 && (p.ahead[0] as [number, number])[0] <= p.matched + 1) {
-        p.matched = Math.max(p.matched, (p.ahead.shift() as [number, number])[1]);
-      }
-    } else if (p.ahead.length < this.opts.maxInflightPerPeer * 2) {
-      p.ahead.push([from, to]);
-    }
+    acknowledge(p, from, to, this.opts.maxInflightPerPeer * 2);
   }
 
-  /**
-   * A peer's commit index is a prefix it holds chosen, hence equal to ours: count it as
-   * acknowledged. This is what moves a peer that caught up by pulling (possibly a snapshot)
-   * past slots we can no longer send because we compacted them.
-   */
+  /** See `creditCommit` in progress.ts. */
   private creditCommit(p: PeerProgress, peerCommit: number): boolean {
-    const upTo = Math.min(peerCommit, this.commit);
-    if (upTo <= p.matched) return false;
-    this.acknowledge(p, p.matched + 1, upTo);
-    if (p.next <= p.matched) p.next = p.matched + 1;
-    return true;
+    return creditCommit(p, peerCommit, this.commit, this.opts.maxInflightPerPeer * 2);
   }
 
   private onRejected(promised: Ballot): void {
@@ -1041,7 +1008,7 @@ export class Replica implements ReplicaApi {
   }
 
   private newProgress(fromSlot: number): PeerProgress {
-    return { matched: fromSlot - 1, next: fromSlot, inflight: 0, ahead: [], lastReplyTick: this.now, readAck: 0, matchedAtLastBeat: fromSlot - 1 };
+    return newProgress(fromSlot, this.now);
   }
 
   private progressOf(id: NodeId): PeerProgress {
