@@ -18,6 +18,7 @@
 import { compareBallots, sameBallot } from './ballot.js';
 import { AcceptorLog } from './log.js';
 import { acknowledge, creditCommit, newProgress, type PeerProgress } from './progress.js';
+import { PendingReady } from './ready.js';
 import { configProblem, isQuorum, quorumIndex, sameConfig, voters } from './quorum.js';
 import type {
   DataLoss,
@@ -32,7 +33,6 @@ import type {
   PersistedState,
   ProposeRefusal,
   Ready,
-  ReadState,
   ReplicaApi,
   ReplicaOptions,
   ReplicaStatus,
@@ -141,17 +141,8 @@ export class Replica implements ReplicaApi {
   // Catch-up state.
   private catchupInflightTicks = 0;
 
-  // Output accumulated for the next Ready.
-  private outbox: Message[] = [];
-  private unstable: Entry[] = [];
-  private hardDirty = false;
-  private mustSync = false;
-  private pendingSnapshot: Snapshot | undefined;
-  private readyReads: ReadState[] = [];
-  private droppedReads: number[] = [];
-  /** Last slot handed to the driver to apply. */
-  private emitted: number;
-  private outstanding: Ready | undefined;
+  /** Output accumulated for the next Ready. */
+  private readonly out: PendingReady;
 
   constructor(options: ReplicaOptions, state: PersistedState) {
     this.id = options.id;
@@ -170,7 +161,7 @@ export class Replica implements ReplicaApi {
     // The commit hint is trusted only over entries actually present: the WAL writes entries
     // before the hard state that names them, so a torn write cannot leave a hint without them.
     this.commit = Math.max(this.log.snapshotIndex, Math.min(state.hard.commit, this.log.contiguousFrom(this.log.snapshotIndex)));
-    this.emitted = this.log.snapshotIndex;
+    this.out = new PendingReady(this.log.snapshotIndex);
     this.lastFinalized = this.deriveLastFinalized(state);
     this.joining = options.joining;
     this.ticksSinceLeader = options.electionTimeoutTicks;
@@ -235,8 +226,8 @@ export class Replica implements ReplicaApi {
   register(): AdminResult {
     if (!this.unregistered) return { ok: true };
     this.unregistered = false;
-    this.hardDirty = true;
-    this.mustSync = true;
+    this.out.hardDirty = true;
+    this.out.mustSync = true;
     return { ok: true };
   }
 
@@ -266,8 +257,8 @@ export class Replica implements ReplicaApi {
       // The repair conversion (see `DataLoss`): vote again, for its proposers only.
       this.dataLoss = { votesFromEpoch: config.epoch };
     }
-    this.hardDirty = true;
-    this.mustSync = true;
+    this.out.hardDirty = true;
+    this.out.mustSync = true;
     // The expansion operation restarts the service: a leader gives up its role, and everyone
     // rejoins as a follower that follows a live leader if there is one.
     this.becomeFollower(this.role === 'leader' ? undefined : this.leader);
@@ -292,7 +283,7 @@ export class Replica implements ReplicaApi {
 
   compact(index: number): SnapshotMeta | undefined {
     if (index <= this.log.snapshotIndex) return undefined;
-    if (index > this.emitted) throw new Error(`cannot compact to ${index}: only ${this.emitted} applied`);
+    if (index > this.out.emitted) throw new Error(`cannot compact to ${index}: only ${this.out.emitted} applied`);
     const snapshot: SnapshotMeta = { index, config: this.finalizedAt(index) };
     this.log.compact(snapshot);
     return snapshot;
@@ -301,53 +292,19 @@ export class Replica implements ReplicaApi {
   // ---------------------------------------------------------------- outputs
 
   hasReady(): boolean {
-    if (this.outstanding !== undefined) return false;
+    if (this.out.outstanding !== undefined) return false;
     if (this.role === 'leader') this.flushReplication();
-    return (
-      this.hardDirty ||
-      this.unstable.length > 0 ||
-      this.outbox.length > 0 ||
-      this.pendingSnapshot !== undefined ||
-      this.commit > this.emitted ||
-      this.readyReads.length > 0 ||
-      this.droppedReads.length > 0
-    );
+    return this.out.hasOutput(this.commit);
   }
 
   ready(): Ready {
-    if (this.outstanding !== undefined) throw new Error('ready() called twice without advance()');
+    if (this.out.outstanding !== undefined) throw new Error('ready() called twice without advance()');
     if (this.role === 'leader') this.flushReplication();
-    const committed: Entry[] = [];
-    for (let s = this.emitted + 1; s <= this.commit; s++) {
-      const entry = this.log.get(s);
-      if (entry === undefined) throw new Error(`chosen slot ${s} missing from the log`);
-      committed.push(entry);
-    }
-    const rd: Ready = {
-      hardState: this.hardDirty ? this.hardState() : undefined,
-      snapshot: this.pendingSnapshot,
-      entries: this.unstable,
-      mustSync: this.mustSync || this.unstable.length > 0 || this.pendingSnapshot !== undefined,
-      messages: this.outbox,
-      committed,
-      readStates: this.readyReads,
-      droppedReads: this.droppedReads,
-    };
-    this.hardDirty = false;
-    this.mustSync = false;
-    this.pendingSnapshot = undefined;
-    this.unstable = [];
-    this.outbox = [];
-    this.readyReads = [];
-    this.droppedReads = [];
-    this.emitted = this.commit;
-    this.outstanding = rd;
-    return rd;
+    return this.out.take(this.commit, (slot) => this.log.get(slot), () => this.hardState());
   }
 
   advance(rd: Ready): void {
-    if (rd !== this.outstanding) throw new Error('advance() of a Ready that is not outstanding');
-    this.outstanding = undefined;
+    this.out.acknowledge(rd);
     if (rd.hardState !== undefined && rd.mustSync) this.durableConfig = rd.hardState.config;
     if (this.role !== 'leader') return;
     // Our own acceptance counts once it is durable: this is what lets the driver send this
@@ -375,7 +332,7 @@ export class Replica implements ReplicaApi {
       config: this.durableConfig,
       fenceEpoch: this.fenceEpoch,
       commit: this.commit,
-      applied: this.emitted,
+      applied: this.out.emitted,
       lastSlot: this.log.lastSlot,
       snapshotIndex: this.log.snapshotIndex,
       caughtUp: this.isCaughtUp(),
@@ -531,8 +488,8 @@ export class Replica implements ReplicaApi {
     this.ballot = ballot;
     this.electionElapsed = 0;
     this.promised = ballot;
-    this.hardDirty = true;
-    this.mustSync = true;
+    this.out.hardDirty = true;
+    this.out.mustSync = true;
     const fromSlot = this.commit + 1;
     this.candidacy = { ballot, fromSlot, promisers: new Set(), recovered: new Map() };
     for (const id of voters(this.config)) {
@@ -551,8 +508,8 @@ export class Replica implements ReplicaApi {
     }
     if (compareBallots(m.ballot, this.promised) > 0) {
       this.promised = m.ballot;
-      this.hardDirty = true;
-      this.mustSync = true;
+      this.out.hardDirty = true;
+      this.out.mustSync = true;
       if (m.from !== this.id && this.role !== 'follower') this.becomeFollower(undefined);
     }
     // A candidate far behind gets no entries, only the news that it must catch up first.
@@ -633,7 +590,7 @@ export class Replica implements ReplicaApi {
 
   private becomeFollower(leader: NodeId | undefined): void {
     if (this.role === 'leader') {
-      this.droppedReads.push(...this.pendingReads.map((r) => r.id), ...this.readsAwaitingTermCommit);
+      this.out.droppedReads.push(...this.pendingReads.map((r) => r.id), ...this.readsAwaitingTermCommit);
       this.pendingReads = [];
       this.readsAwaitingTermCommit = [];
       this.progress = new Map();
@@ -662,7 +619,7 @@ export class Replica implements ReplicaApi {
   private appendOwn(command: Command): void {
     const entry: Entry = { slot: this.nextSlot++, ballot: this.ballot, command };
     this.log.put(entry);
-    this.unstable.push(entry);
+    this.out.unstable.push(entry);
     // A finalize we re-propose after an election may already be chosen (learned while we were a
     // candidate, and applied then): it is no barrier, or nothing would ever clear it.
     if (command.kind === 'finalize' && entry.slot > this.commit) this.barrierSlot = entry.slot;
@@ -703,7 +660,7 @@ export class Replica implements ReplicaApi {
       // A chosen slot keeps its value; anything else takes the newer ballot's value.
       if (e.slot <= this.commit) continue;
       this.log.put(e);
-      this.unstable.push(e);
+      this.out.unstable.push(e);
       if (e.command.kind === 'finalize') this.raiseFence(e.command.config.epoch);
     }
     this.followLeaderCommit(m.commit);
@@ -720,8 +677,8 @@ export class Replica implements ReplicaApi {
     if (cmp < 0) return false;
     if (cmp > 0) {
       this.promised = ballot;
-      this.hardDirty = true;
-      this.mustSync = true;
+      this.out.hardDirty = true;
+      this.out.mustSync = true;
     }
     if (from !== this.id && (this.role !== 'follower' || this.leader !== from || !sameBallot(this.ballot, ballot))) {
       this.becomeFollower(from);
@@ -822,7 +779,7 @@ export class Replica implements ReplicaApi {
     this.readConfirmed = confirmed;
     while (this.pendingReads.length > 0 && (this.pendingReads[0] as PendingRead).round <= confirmed) {
       const r = this.pendingReads.shift() as PendingRead;
-      this.readyReads.push({ id: r.id, index: r.index });
+      this.out.readyReads.push({ id: r.id, index: r.index });
     }
   }
 
@@ -859,7 +816,7 @@ export class Replica implements ReplicaApi {
     const snap = this.log.snapshot;
     if (snap !== undefined && m.fromSlot <= snap.index) {
       // Until the Ready that installs a peer's snapshot is taken, storage has not seen it.
-      const pending = this.pendingSnapshot;
+      const pending = this.out.pendingSnapshot;
       const data = pending?.index === snap.index ? pending.data : this.opts.snapshotData(snap.index);
       // Storage lost it (a damaged file): no reply; the requester asks again, perhaps elsewhere.
       if (data === undefined) return;
@@ -879,7 +836,7 @@ export class Replica implements ReplicaApi {
     for (const e of m.entries) {
       if (e.slot !== s + 1) continue;
       this.log.put(e);
-      this.unstable.push(e);
+      this.out.unstable.push(e);
       s = e.slot;
     }
     if (s > this.commit) this.setCommit(s);
@@ -896,10 +853,10 @@ export class Replica implements ReplicaApi {
 
   private installSnapshot(snap: Snapshot): void {
     this.log.installSnapshot(snap);
-    this.pendingSnapshot = snap;
+    this.out.pendingSnapshot = snap;
     this.commit = snap.index;
-    this.emitted = snap.index;
-    this.hardDirty = true;
+    this.out.emitted = snap.index;
+    this.out.hardDirty = true;
     this.applyFinalized(snap.config);
   }
 
@@ -913,7 +870,7 @@ export class Replica implements ReplicaApi {
       }
     }
     this.commit = Math.max(this.commit, index);
-    this.hardDirty = true;
+    this.out.hardDirty = true;
     if (this.role === 'leader' && this.readsAwaitingTermCommit.length > 0 && this.termCommitKnown()) {
       const waiting = this.readsAwaitingTermCommit;
       this.readsAwaitingTermCommit = [];
@@ -926,8 +883,8 @@ export class Replica implements ReplicaApi {
     if (finalized.epoch > this.lastFinalized.epoch) this.lastFinalized = finalized;
     this.raiseFence(finalized.epoch);
     if (finalized.epoch >= this.config.epoch) this.config = finalized;
-    this.hardDirty = true;
-    this.mustSync = true;
+    this.out.hardDirty = true;
+    this.out.mustSync = true;
     if (this.role !== 'leader') return;
     if (this.barrierSlot !== undefined && this.barrierSlot <= this.commit) this.barrierSlot = undefined;
     // Our phase 1 must also have been a quorum of the new configuration, or values chosen by
@@ -966,8 +923,8 @@ export class Replica implements ReplicaApi {
     // Every proposer older than the repair is fenced off now: the forgotten votes no longer matter.
     const repairedAt = this.dataLoss?.votesFromEpoch;
     if (repairedAt !== undefined && epoch >= repairedAt) this.dataLoss = undefined;
-    this.hardDirty = true;
-    this.mustSync = true;
+    this.out.hardDirty = true;
+    this.out.mustSync = true;
   }
 
   /** Fences off a proposer whose configuration predates the newest finalized one. */
@@ -1035,7 +992,7 @@ export class Replica implements ReplicaApi {
   }
 
   private send<T extends Message['type']>(to: NodeId, body: Body<T> & { type: T }): void {
-    this.outbox.push({ ...body, from: this.id, to, epoch: this.config.epoch } as Message);
+    this.out.outbox.push({ ...body, from: this.id, to, epoch: this.config.epoch } as Message);
   }
 
   private hardState(): HardState {
