@@ -32,6 +32,9 @@
  *   --compiled           accepted for old command lines; plain JS is the default now
  *   --reads C            concurrency of the linearizable-read level (default 64; 0: none)
  *   --js-client          the old Node.js load generator (bench/load.ts: PaxosClient, etcd3)
+ *   --fill N             at the end, write new keys (256 clients) until each load generator has
+ *                        written N in all, then report each system's largest member RSS
+ *                        (`--fill 1000000` gives the summary's rss_1m_keys_mb); Go generator only
  *   --no-write           do not write bench/results/
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -68,6 +71,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     reads: { type: 'string' },
+    fill: { type: 'string' },
     'js-client': { type: 'boolean', default: false },
   },
   strict: true,
@@ -83,6 +87,9 @@ const ROUNDS = Math.max(1, Number(args.rounds ?? 1));
 const HEADLINE_C = 64;
 const READS_C = Number(args.reads ?? 64);
 const GO_CLIENT = !(args['js-client'] ?? false);
+const FILL = Number(args.fill ?? 0);
+if (!Number.isInteger(FILL) || FILL < 0 || FILL > 2 ** 20) throw new Error('--fill N: an integer in 0..1048576');
+if (FILL > 0 && !GO_CLIENT) throw new Error('--fill needs the Go load generator (drop --js-client)');
 
 /** Progress and tables go to stderr in --json mode so stdout ends with the JSON line. */
 const say = (s: string): void => {
@@ -239,6 +246,8 @@ interface LoadProc {
   readonly leader: string;
   /** Runs one level; `onMeasure` fires when its measured window starts. */
   run(concurrency: number, op: 'put' | 'get', onMeasure: () => void): Promise<LevelResult>;
+  /** Writes new keys until the generator wrote `count` in all; resolves with its report. */
+  fill(concurrency: number, count: number): Promise<Record<string, unknown>>;
   exit(): void;
 }
 
@@ -306,6 +315,10 @@ async function startLoad(group: ProcessGroup, tmp: string, cluster: Cluster, pip
       await next('measure', budget);
       onMeasure();
       return (await next('result', budget)) as unknown as LevelResult;
+    },
+    async fill(concurrency, count) {
+      child.stdin?.write(`${JSON.stringify({ cmd: 'fill', concurrency, count })}\n`);
+      return next('filled', 1_800_000);
     },
     exit() {
       child.stdin?.end(`${JSON.stringify({ cmd: 'exit' })}\n`);
@@ -629,6 +642,23 @@ async function main(): Promise<number> {
         }
       }
     }
+    /** Largest member RSS once each system holds FILL keys written by its generator (--fill). */
+    const filled: Partial<Record<'ours' | 'etcd', { keys: number; seconds: number; errors: number; rss_max_mb: number | null; rss_by_member: Record<string, number | null> }>> = {};
+    for (const cluster of FILL > 0 ? clusters : []) {
+      if (died) throw new Error(died);
+      const r = await (loads.get(cluster.name) as LoadProc).fill(256, FILL);
+      await sleep(3000); // let a snapshot in progress finish
+      const rss = Object.fromEntries(cluster.members.map((m) => [m.name, rssMb(m.child.pid)]));
+      const values = Object.values(rss).filter((v): v is number => v !== null);
+      filled[cluster.name] = {
+        keys: Number(r.written),
+        seconds: Number(r.seconds),
+        errors: Number(r.errors),
+        rss_max_mb: values.length ? round(Math.max(...values), 1) : null,
+        rss_by_member: Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, v === null ? null : round(v, 1)])),
+      };
+      say(`fill ${cluster.name}: ${r.written} keys written by the generator in all (${r.seconds} s, ${r.errors} errors); largest member RSS ${fmtN(filled[cluster.name]?.rss_max_mb, 0)} MB (load ${(loadavg()[0] ?? 0).toFixed(1)})`);
+    }
     const reads: Partial<Record<'ours' | 'etcd', SideResult>> = {};
     for (const cluster of clusters) {
       const rs = raw.get(`${cluster.name}/get`);
@@ -663,6 +693,7 @@ async function main(): Promise<number> {
         client_cpu_pct_64: at(64)?.client_cpu_pct,
         rss_64_mb: at(64)?.rss_max_mb,
         snapshot_max_stall_ms: at(64)?.snapshot_stall_max_ms,
+        rss_1m_keys_mb: FILL === 1_000_000 ? (filled[name]?.rss_max_mb ?? undefined) : undefined,
       };
       return Object.fromEntries(Object.entries(o).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
     };
@@ -683,7 +714,7 @@ async function main(): Promise<number> {
       quick,
       etcd_client: GO_CLIENT ? 'go' : 'etcd3-js',
       ours_client: GO_CLIENT ? `go-grpc-${args['no-pipeline'] ? 'unary' : 'pipeline'}` : `PaxosClient-${args['no-pipeline'] ? 'unary' : 'pipeline'}`,
-      // rss_1m_keys_mb is not measured by this bench; snapshot_max_stall_ms only for ours, and only
+      // rss_1m_keys_mb only with --fill 1000000; snapshot_max_stall_ms only for ours, and only
       // when a member took a snapshot during the 64-client level (see docs/benchmarks.md)
       ...(RUN_OURS ? { ours: perSystem('ours') } : {}),
       ...(RUN_ETCD ? { etcd: perSystem('etcd') } : {}),
@@ -719,6 +750,7 @@ async function main(): Promise<number> {
       vs('single-client p50', "<= etcd's", 'p50_1_ms', ' ms', (a, b) => a <= b),
       vs(`linearizable reads/s at ${READS_C} clients`, ">= etcd's", 'reads_64', '', (a, b) => a >= b),
       vs('server CPU per 1,000 writes at 64 clients (all members)', "<= etcd's", 'cpu_ms_per_1k_writes', ' ms', (a, b) => a <= b),
+      vs('RSS at 1 million keys (largest member)', "<= etcd's", 'rss_1m_keys_mb', ' MB', (a, b) => a <= b),
     ];
 
     const when = new Date().toISOString();
@@ -758,6 +790,7 @@ async function main(): Promise<number> {
       floor,
       rows,
       reads,
+      ...(FILL > 0 ? { filled } : {}),
       summary,
       targets,
       seconds: round((Date.now() - started) / 1000, 1),

@@ -13,7 +13,8 @@
 // printing {"event":"measure",...} when the measured window opens and {"event":"result",...}
 // when it closes. Puts write a random key with a fixed value of valueBytes bytes; gets read a
 // random key among those this process wrote (linearizable on both systems: etcd's default
-// Get, our Get's read index).
+// Get, our Get's read index). {"cmd":"fill","concurrency":256,"count":1000000} puts new keys
+// until this process has written `count` in all, then prints {"event":"filled",...}.
 package main
 
 import (
@@ -57,6 +58,7 @@ type command struct {
 	Cmd         string `json:"cmd"`
 	Concurrency int    `json:"concurrency"`
 	Op          string `json:"op"`
+	Count       int    `json:"count"`
 }
 
 // target is one system: a put and a get callable from many goroutines at once.
@@ -133,6 +135,14 @@ func main() {
 			fmt.Fprintf(os.Stderr, "loadgen: concurrency %d out of 1..10000\n", c.Concurrency)
 			os.Exit(2)
 		}
+		if c.Cmd == "fill" {
+			if c.Count < 0 || c.Count > 1<<20 {
+				fmt.Fprintf(os.Stderr, "loadgen: fill count %d out of 0..%d\n", c.Count, 1<<20)
+				os.Exit(2)
+			}
+			emit(fill(s, t, c, value, keys))
+			continue
+		}
 		if c.Op == "" {
 			c.Op = "put"
 		}
@@ -165,6 +175,45 @@ func (r *keyRing) pick() string {
 		return "bench/none"
 	}
 	return r.keys[mrand.IntN(len(r.keys))]
+}
+
+func (r *keyRing) size() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.keys)
+}
+
+// fill puts new keys until `c.Count` were written by this process in all (errors are counted
+// and retried with a new key; a put that fails 1,000 times in a row ends it).
+func fill(s spec, t target, c command, value []byte, keys *keyRing) map[string]any {
+	start := time.Now()
+	var left atomic.Int64
+	left.Store(int64(c.Count - keys.size()))
+	var errs, streak atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < c.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for left.Add(-1) >= 0 && streak.Load() < 1000 {
+				k := randomKey()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := t.put(ctx, w, nextSeq(w), k, value)
+				cancel()
+				if err != nil {
+					errs.Add(1)
+					streak.Add(1)
+					left.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				streak.Store(0)
+				keys.add(k)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return map[string]any{"event": "filled", "system": s.System, "written": keys.size(), "errors": errs.Load(), "seconds": round(time.Since(start).Seconds(), 1)}
 }
 
 func randomKey() string {
