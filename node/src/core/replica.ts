@@ -18,6 +18,7 @@
 import { compareBallots, sameBallot } from './ballot.js';
 import { AcceptorLog } from './log.js';
 import { acknowledge, creditCommit, newProgress, type PeerProgress } from './progress.js';
+import { ReadIndex } from './read-index.js';
 import { PendingReady } from './ready.js';
 import { configProblem, isQuorum, quorumIndex, sameConfig, voters } from './quorum.js';
 import type {
@@ -65,12 +66,6 @@ interface Candidacy {
   readonly promisers: Set<NodeId>;
   /** Per slot: the value to re-propose (chosen if any acceptor knew it chosen, else highest ballot). */
   readonly recovered: Map<number, { ballot: Ballot; command: Command; chosen: boolean }>;
-}
-
-interface PendingRead {
-  readonly id: number;
-  readonly round: number;
-  index: number;
 }
 
 /** The replica. See the module comment. */
@@ -129,14 +124,8 @@ export class Replica implements ReplicaApi {
   private deferred: Array<[number, Command]> = [];
   private transferTarget: NodeId | undefined;
   private transferElapsed = 0;
-  private readRound = 0;
-  /** A read round was opened and its heartbeat is not sent yet: later reads join it. */
-  private readRoundUnsent = false;
-  /** The newest read round sent to the peers, and the newest a quorum confirmed. */
-  private readRoundSent = 0;
-  private readConfirmed = 0;
-  private pendingReads: PendingRead[] = [];
-  private readsAwaitingTermCommit: number[] = [];
+  /** The read index of the current leadership. */
+  private readonly reads = new ReadIndex();
 
   // Catch-up state.
   private catchupInflightTicks = 0;
@@ -207,11 +196,11 @@ export class Replica implements ReplicaApi {
 
   read(id: number): { readonly ok: true } | ({ readonly ok: false } & ProposeRefusal) {
     if (this.role !== 'leader') return { ok: false, reason: 'notLeader', ...this.leaderHint() };
-    if (this.pendingReads.length + this.readsAwaitingTermCommit.length >= this.opts.maxPendingReads) return { ok: false, reason: 'busy' };
+    if (this.reads.size >= this.opts.maxPendingReads) return { ok: false, reason: 'busy' };
     // Until everything phase 1 recovered and the first entry of our own ballot are chosen, our
     // commit index may be below what earlier leaders had chosen: a read there could be stale.
     if (!this.termCommitKnown()) {
-      this.readsAwaitingTermCommit.push(id);
+      this.reads.waitForTermCommit(id);
       return { ok: true };
     }
     this.enqueueRead(id);
@@ -590,14 +579,11 @@ export class Replica implements ReplicaApi {
 
   private becomeFollower(leader: NodeId | undefined): void {
     if (this.role === 'leader') {
-      this.out.droppedReads.push(...this.pendingReads.map((r) => r.id), ...this.readsAwaitingTermCommit);
-      this.pendingReads = [];
-      this.readsAwaitingTermCommit = [];
+      this.out.droppedReads.push(...this.reads.dropAll());
       this.progress = new Map();
       this.transferTarget = undefined;
       this.barrierSlot = undefined;
       this.deferred = [];
-      this.readRoundUnsent = false;
     }
     this.role = 'follower';
     this.candidacy = undefined;
@@ -631,7 +617,7 @@ export class Replica implements ReplicaApi {
     // when this one is confirmed (or by the next periodic heartbeat, which carries the newest
     // round, should its messages be lost). Without this every drain with a new read sent its
     // own round: about three peer messages per read at 64 clients.
-    if (this.readRoundUnsent && this.readConfirmed >= this.readRoundSent) this.broadcastHeartbeat();
+    if (this.reads.roundDue) this.broadcastHeartbeat();
     const last = this.log.lastSlot;
     for (const [id, p] of this.progress) {
       if (id === this.id) continue;
@@ -735,10 +721,9 @@ export class Replica implements ReplicaApi {
 
   private broadcastHeartbeat(): void {
     for (const id of this.progress.keys()) {
-      if (id !== this.id) this.send(id, { type: 'heartbeat', ballot: this.ballot, commit: this.commit, readId: this.readRound });
+      if (id !== this.id) this.send(id, { type: 'heartbeat', ballot: this.ballot, commit: this.commit, readId: this.reads.round });
     }
-    this.readRoundUnsent = false;
-    this.readRoundSent = this.readRound;
+    this.reads.roundSent();
   }
 
   private onHeartbeat(m: Extract<Message, { type: 'heartbeat' }>): void {
@@ -764,23 +749,16 @@ export class Replica implements ReplicaApi {
 
   private enqueueRead(id: number): void {
     // Reads arriving before the next heartbeat round share it: one quorum round confirms many.
-    if (!this.readRoundUnsent) {
-      this.readRound++;
-      this.readRoundUnsent = true;
-    }
-    this.pendingReads.push({ id, round: this.readRound, index: this.commit });
+    this.reads.enqueue(id, this.commit);
     this.confirmReads();
   }
 
   private confirmReads(): void {
-    if (this.pendingReads.length === 0 && this.readConfirmed >= this.readRoundSent) return;
-    const acked = (id: NodeId): number => (id === this.id ? this.readRound : (this.progress.get(id)?.readAck ?? 0));
+    if (!this.reads.confirmable) return;
+    const round = this.reads.round;
+    const acked = (id: NodeId): number => (id === this.id ? round : (this.progress.get(id)?.readAck ?? 0));
     const confirmed = quorumIndex(this.config, acked, this.opts.unsafePlainMajorities);
-    this.readConfirmed = confirmed;
-    while (this.pendingReads.length > 0 && (this.pendingReads[0] as PendingRead).round <= confirmed) {
-      const r = this.pendingReads.shift() as PendingRead;
-      this.out.readyReads.push({ id: r.id, index: r.index });
-    }
+    this.out.readyReads.push(...this.reads.confirm(confirmed));
   }
 
   // ---------------------------------------------------------------- commit and catch-up
@@ -871,10 +849,8 @@ export class Replica implements ReplicaApi {
     }
     this.commit = Math.max(this.commit, index);
     this.out.hardDirty = true;
-    if (this.role === 'leader' && this.readsAwaitingTermCommit.length > 0 && this.termCommitKnown()) {
-      const waiting = this.readsAwaitingTermCommit;
-      this.readsAwaitingTermCommit = [];
-      for (const id of waiting) this.enqueueRead(id);
+    if (this.role === 'leader' && this.reads.awaitingCommit && this.termCommitKnown()) {
+      for (const id of this.reads.release()) this.enqueueRead(id);
     }
   }
 
