@@ -2,14 +2,16 @@
  * The node process: `tsx node/src/main.ts --id 0 --data-dir /data --peer-template ...`.
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for invalid configuration (including
- * missing, unreadable or mismatched TLS files), 3 when
+ * missing, unreadable or mismatched TLS files, and a --restore-from backup that is missing,
+ * truncated or corrupted, or a data directory that already holds data), 3 when
  * the data directory is corrupt or incomplete (the node refuses to start), 1 for anything
  * else, including a storage failure while running.
  */
 import pino from 'pino';
 import { ConfigError, USAGE, parseNodeConfig } from './io/config.js';
 import { CorruptLogError, CorruptSnapshotError, IncompleteDataDirError } from './io/storage.js';
-import { MissingBootstrapError, NodeServer } from './io/server.js';
+import { MissingBootstrapError, NodeServer, RestoreRefusedError } from './io/server.js';
+import { BackupFileError } from './io/backup-file.js';
 import { TlsFilesError } from './io/tls.js';
 
 async function main(): Promise<number> {
@@ -47,6 +49,11 @@ async function main(): Promise<number> {
     if (err instanceof TlsFilesError) {
       logger.fatal({ err: { name: err.name, message: err.message } }, 'refusing to start: TLS files unusable');
       process.stderr.write(`paxos-node: TLS: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof BackupFileError || err instanceof RestoreRefusedError) {
+      logger.fatal({ err: { name: err.name, message: err.message } }, 'refusing to restore');
+      process.stderr.write(`paxos-node: --restore-from: ${err.message}\nNothing was written to the data directory.\n`);
       return 2;
     }
     if (err instanceof MissingBootstrapError) {

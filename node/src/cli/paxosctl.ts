@@ -6,13 +6,17 @@
  * Exit codes: 0 success, 1 the operation failed (including "not found" and a CAS mismatch),
  * 2 usage errors.
  */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { realpathSync } from 'node:fs';
+import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Config } from '../core/types.js';
 import type * as grpc from '@grpc/grpc-js';
 import { AdminClient, PaxosClient, PaxosClientError, TlsFilesError, tlsCredentialsFromFiles, type NodeStatus } from '../client/index.js';
 import { renderTable } from './table.js';
+import { BackupFileError, encodeTrailer, verifyBackupFile, type BackupMeta } from '../io/backup-file.js';
 
 export const USAGE = `usage: paxosctl [--endpoints h:p,...] [--cacert F [--cert F --key F]] [--json] [--deadline-ms N] COMMAND
 
@@ -29,6 +33,10 @@ admin commands:
   transfer TARGET_ID            ask the leader to hand leadership to node TARGET_ID
   finalize                      ask the leader to finalize the reconfiguration
   snapshot [ENDPOINT]           snapshot now (all endpoints when none given)
+  snapshot save FILE            consistent backup from the leader into FILE (via FILE.tmp, fsync,
+                                checksum, rename); prints index, keys, size, sha256. Needs the
+                                operator's certificate; deadline 10 min unless --deadline-ms
+  snapshot verify FILE          check a backup file's trailer and SHA-256 (exit 1 when bad)
   register ENDPOINT             let a new server vote (only once its empty restart would be
                                 recognised as a lost disk; the operator does this itself)
 
@@ -72,6 +80,8 @@ interface Globals {
   endpoints: string[];
   json: boolean;
   deadlineMs: number;
+  /** --deadline-ms was given (else long transfers get their own default). */
+  deadlineGiven: boolean;
   limit: number;
   expectAbsent: boolean;
   tls: { cacert: string; cert: string | undefined; key: string | undefined } | undefined;
@@ -119,6 +129,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
       endpoints,
       json: v.json ?? false,
       deadlineMs: int('deadline-ms', v['deadline-ms'], 5000),
+      deadlineGiven: v['deadline-ms'] !== undefined,
       limit: int('limit', v.limit, 1000),
       expectAbsent: v['expect-absent'] ?? false,
       tls: cacert ? { cacert, cert, key } : undefined,
@@ -182,6 +193,57 @@ function statusTable(rows: Array<{ endpoint: string; status?: NodeStatus; error?
     return [String(s.id), endpoint, role, String(s.config.epoch), config, String(s.commit), String(s.applied), lag, s.caughtUp ? 'yes' : 'no'];
   });
   return renderTable(header, body);
+}
+
+/** Default deadline of `snapshot save` (a large state takes a while to stream). */
+const SAVE_DEADLINE_MS = 600_000;
+
+/**
+ * `snapshot save`: streams a backup from `leader` into `file`.tmp (a chunk written before the
+ * next is taken), checks the size and SHA-256 against the metadata, appends the trailer,
+ * fsyncs, renames to `file` and fsyncs the directory. The temp file is removed on failure.
+ */
+async function saveBackup(admin: AdminClient, leader: string, file: string, deadlineMs: number): Promise<{ file: string; meta: BackupMeta; size: number; ms: number }> {
+  const started = performance.now();
+  const tmp = `${file}.tmp`;
+  const handle = await fs.promises.open(tmp, 'w');
+  let closed = false;
+  try {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const wire = await admin.backup(
+      leader,
+      async (chunk) => {
+        hash.update(chunk);
+        await handle.write(chunk, 0, chunk.length, bytes);
+        bytes += chunk.length;
+      },
+      deadlineMs,
+    );
+    const sha256 = hash.digest('hex');
+    if (bytes !== wire.bytes) throw new OperationFailed(`backup from ${leader}: received ${bytes} bytes, the node sent ${wire.bytes}`);
+    if (sha256 !== wire.sha256) throw new OperationFailed(`backup from ${leader}: checksum mismatch: received data has SHA-256 ${sha256}, the node computed ${wire.sha256}`);
+    const meta: BackupMeta = { index: wire.index, epoch: wire.epoch, members: wire.members, nodeVersion: wire.node_version, keys: wire.keys, bytes: wire.bytes, sha256: wire.sha256 };
+    const trailer = encodeTrailer(meta);
+    await handle.write(trailer, 0, trailer.length, bytes);
+    await handle.sync();
+    await handle.close();
+    closed = true;
+    // What is on disk, not what was meant to be: read it back before it takes the final name.
+    await verifyBackupFile(tmp);
+    await fs.promises.rename(tmp, file);
+    const dir = await fs.promises.open(path.dirname(path.resolve(file)), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    return { file, meta, size: bytes + trailer.length, ms: Math.round(performance.now() - started) };
+  } catch (err) {
+    if (!closed) await handle.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Runs one CLI invocation and returns the exit code. */
@@ -268,6 +330,28 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: I
         return 0;
       }
       case 'snapshot': {
+        if (args[0] === 'save') {
+          arity('snapshot save', args.slice(1), 1);
+          const leader = await leaderEndpoint(adminClient(), g.endpoints);
+          const r = await saveBackup(adminClient(), leader, args[1] as string, g.deadlineGiven ? g.deadlineMs : SAVE_DEADLINE_MS);
+          print(
+            `saved ${r.file} from ${leader}: index ${r.meta.index}, ${r.meta.keys} keys, ${r.size} bytes, sha256 ${r.meta.sha256} (${r.ms} ms)`,
+            { ok: true, file: r.file, leader, index: r.meta.index, epoch: r.meta.epoch, members: r.meta.members, nodeVersion: r.meta.nodeVersion, keys: r.meta.keys, bytes: r.size, sha256: r.meta.sha256, ms: r.ms },
+          );
+          return 0;
+        }
+        if (args[0] === 'verify') {
+          arity('snapshot verify', args.slice(1), 1);
+          let meta: BackupMeta;
+          try {
+            meta = await verifyBackupFile(args[1] as string);
+          } catch (err) {
+            if (err instanceof BackupFileError) throw new OperationFailed(err.message, { ok: false, reason: err.reason });
+            throw err;
+          }
+          print(`${args[1]}: OK: index ${meta.index}, ${meta.keys} keys, epoch ${meta.epoch}, members ${meta.members.join(',')}, node ${meta.nodeVersion}, ${meta.bytes} bytes of data, sha256 ${meta.sha256}`, { ok: true, ...meta });
+          return 0;
+        }
         arity(command, args, 0, 1);
         const targets = args[0] ? [args[0]] : g.endpoints;
         const results = await Promise.all(targets.map(async (endpoint) => ({ endpoint, index: await adminClient().snapshot(endpoint) })));

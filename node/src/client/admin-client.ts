@@ -1,6 +1,6 @@
 /**
- * The admin client: status, convert, transfer, finalize and snapshot on one node, each with a
- * deadline. Used by the operator's reconciler and by paxosctl.
+ * The admin client: status, convert, transfer, finalize, snapshot and backup on one node, each
+ * with a deadline. Used by the operator's reconciler and by paxosctl.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Config, ReplicaStatus } from '../core/types.js';
@@ -35,6 +35,17 @@ interface WireStatus {
   transferring: boolean;
   data_loss: string;
   unregistered: boolean;
+}
+
+/** The metadata ending a backup stream (BackupMeta in proto/paxos.proto). */
+export interface BackupMetaWire {
+  readonly index: number;
+  readonly epoch: number;
+  readonly members: number[];
+  readonly node_version: string;
+  readonly keys: number;
+  readonly bytes: number;
+  readonly sha256: string;
 }
 
 /** Options of `AdminClient`. */
@@ -106,6 +117,38 @@ export class AdminClient {
   async snapshot(endpoint: string): Promise<number> {
     const r = await this.invoke<{ index: number }>(endpoint, 'Snapshot', {});
     return r.index;
+  }
+
+  /**
+   * Streams a consistent backup from the leader at `endpoint` (AdminService.Backup): `onData`
+   * gets each chunk of data in order and may return a promise (the stream is paused until it
+   * settles, so a slow disk bounds what is held in memory); resolves with the final metadata.
+   * Rejects with a `PaxosClientError` on a gRPC error, and with an Error when the stream ends
+   * without metadata. `deadlineMs` bounds the whole transfer.
+   */
+  async backup(endpoint: string, onData: (chunk: Buffer) => void | Promise<void>, deadlineMs: number, options: { chunkBytes?: number; signal?: AbortSignal } = {}): Promise<BackupMetaWire> {
+    const client = this.pool.get('AdminClient', endpoint) as unknown as {
+      Backup(req: object, opts: grpc.CallOptions): grpc.ClientReadableStream<{ item: 'data' | 'meta'; data: Buffer; meta: BackupMetaWire | null }>;
+    };
+    const call = client.Backup({ chunk_bytes: options.chunkBytes ?? 0 }, { deadline: Date.now() + deadlineMs });
+    const onAbort = (): void => call.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let meta: BackupMetaWire | undefined;
+    try {
+      for await (const message of call) {
+        if (meta !== undefined) throw new Error('backup stream: data after the metadata');
+        if (message.item === 'meta' && message.meta) meta = message.meta;
+        else if (message.item === 'data') await onData(message.data);
+      }
+    } catch (err) {
+      call.cancel();
+      if (typeof (err as { code?: unknown }).code === 'number') throw fromServiceError(err as Error);
+      throw err;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    if (meta === undefined) throw new Error('backup stream ended without its metadata');
+    return meta;
   }
 
   close(): void {

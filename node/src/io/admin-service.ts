@@ -8,17 +8,21 @@ import { decodeConfig, encodeBallot, encodeConfig, type WireConfig } from './cod
 import { OPEN_ACCESS, type AccessPolicy } from './access.js';
 import type { Driver } from './driver.js';
 import { InvalidRequestError, grpcCode, toGrpcError } from './errors.js';
+import { backupHandler } from './backup-service.js';
+import { NODE_VERSION } from './version.js';
 
 /**
  * Builds the AdminService handlers. Every call but Status is checked against `access`: with
- * TLS on, only the operator's certificate may convert, transfer, finalize, register or
- * snapshot; anyone else gets PERMISSION_DENIED and a warning naming them in the log.
+ * TLS on, only the operator's certificate may convert, transfer, finalize, register,
+ * snapshot or back up; anyone else gets PERMISSION_DENIED and a warning naming them in the log.
  */
 export function adminHandlers(
   driver: Driver,
   logger: Logger,
   clientAddress: (id: NodeId) => string | undefined,
   access: AccessPolicy = OPEN_ACCESS,
+  /** Where the snapshot at an index is on disk (for Backup; without it Backup is UNIMPLEMENTED). */
+  snapshotPath?: (index: number) => string,
 ): grpc.UntypedServiceImplementation {
   const handle =
     <Req>(name: string, fn: (req: Req) => object | Promise<object>): grpc.handleUnaryCall<Req, object> =>
@@ -90,5 +94,6 @@ export function adminHandlers(
       return {};
     }),
     Snapshot: handle('snapshot', async () => ({ index: await driver.snapshotNow() })),
+    ...(snapshotPath ? { Backup: backupHandler(driver, logger, snapshotPath, NODE_VERSION, access) } : {}),
   };
 }

@@ -24,6 +24,14 @@ describe('node config', () => {
     expect(peerAddress(c, 7)).toBeUndefined();
   });
 
+  it('takes --restore-from only with a fresh configuration for a new quorum', () => {
+    const base = ['--id', '0', '--data-dir', '/d', '--peer-template', 'p-{i}:7001', '--insecure', '--restore-from', '/b.paxos'];
+    expect(ok([...base, '--bootstrap-config', '{"epoch":1,"members":[0,1,2]}']).restoreFrom).toBe('/b.paxos');
+    expect(issues(base)).toEqual([expect.stringMatching(/^--restore-from: needs --bootstrap-config/)]);
+    expect(issues([...base, '--joining', '--bootstrap-config', '{"epoch":1,"members":[0,1,2]}'])).toEqual([expect.stringMatching(/^--restore-from: cannot be combined with --joining/)]);
+    expect(issues([...base, '--bootstrap-config', '{"epoch":2,"members":[0,1,2],"prior":[0,1]}'])).toEqual([expect.stringMatching(/^--restore-from: .*"prior"/)]);
+  });
+
   it('tells a lost disk from a first start: joining as a voter, or as a new server that already ran', () => {
     const start = (id: number, bootstrap: object, joining: boolean): boolean => lostDataAtStart(ok([
       '--id', String(id), '--data-dir', '/d', '--peer-template', 'p-{i}:7001', '--bootstrap-config', JSON.stringify(bootstrap), ...(joining ? ['--joining'] : []),

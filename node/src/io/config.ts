@@ -44,6 +44,8 @@ export const nodeConfigSchema = z
     metricsPort: port.default(9090),
     bootstrapConfig: configSchema.optional(),
     joining: z.boolean().default(false),
+    /** A backup file (paxosctl snapshot save) to start an empty data directory from. */
+    restoreFrom: z.string().min(1).optional(),
     electionTimeoutMs: positiveMs.default(1000),
     heartbeatMs: positiveMs.default(200),
     tickMs: z.number().int().min(1).max(10_000).default(50),
@@ -71,6 +73,9 @@ export const nodeConfigSchema = z
       })
       .optional(),
   })
+  .refine((c) => c.restoreFrom === undefined || c.bootstrapConfig !== undefined, { message: 'needs --bootstrap-config (the new quorum\'s configuration)', path: ['restoreFrom'] })
+  .refine((c) => c.restoreFrom === undefined || !c.joining, { message: 'cannot be combined with --joining (a restore starts a new quorum)', path: ['restoreFrom'] })
+  .refine((c) => c.restoreFrom === undefined || c.bootstrapConfig?.prior === undefined, { message: 'the --bootstrap-config of a restore cannot have "prior"', path: ['restoreFrom'] })
   .refine((c) => c.heartbeatMs < c.electionTimeoutMs, { message: 'heartbeat-ms must be below election-timeout-ms', path: ['heartbeatMs'] })
   .refine((c) => c.tickMs <= c.heartbeatMs, { message: 'tick-ms must not exceed heartbeat-ms', path: ['tickMs'] })
   .refine((c) => c.peerTemplate !== undefined || Object.keys(c.peers).length > 0 || c.bootstrapConfig?.members.length === 1, {
@@ -99,6 +104,7 @@ const FLAGS = {
   'metrics-port': { type: 'string' },
   'bootstrap-config': { type: 'string' },
   joining: { type: 'boolean' },
+  'restore-from': { type: 'string' },
   'election-timeout-ms': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
   'tick-ms': { type: 'string' },
@@ -133,6 +139,9 @@ export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h
                            "register": true: a new server votes only after AdminService.Register)
                            (env PAXOS_BOOTSTRAP_CONFIG); ignored once the dir holds state
   --joining                a new node joining a running quorum: catch up before campaigning
+  --restore-from FILE      start an empty data dir from a backup (paxosctl snapshot save), verified
+                           by checksum first, with the --bootstrap-config configuration; refused
+                           when the data dir holds data (env PAXOS_RESTORE_FROM)
   --election-timeout-ms N  default 1000      --heartbeat-ms N  default 200
   --tick-ms N              default 50        --snapshot-threshold N  entries, default 10000
   --max-pending-requests N default 10000     --request-timeout-ms N  default 10000
@@ -206,6 +215,7 @@ export function parseNodeConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     metricsPort: num('metrics-port', s('metrics-port', 'PAXOS_METRICS_PORT'), issues),
     bootstrapConfig: bootstrap,
     joining: (values.joining as boolean | undefined) ?? (env.PAXOS_JOINING === 'true' || env.PAXOS_JOINING === '1'),
+    restoreFrom: s('restore-from', 'PAXOS_RESTORE_FROM'),
     electionTimeoutMs: num('election-timeout-ms', s('election-timeout-ms'), issues),
     heartbeatMs: num('heartbeat-ms', s('heartbeat-ms'), issues),
     tickMs: num('tick-ms', s('tick-ms'), issues),

@@ -17,7 +17,7 @@
 import type { Logger } from 'pino';
 import { KvStore, type KvPair, type KvResult } from '../core/kv.js';
 import { sendableBeforePersist, type AdminResult, type Command, type Config, type Entry, type KvOp, type Message, type NodeId, type PersistedState, type ProposeRefusal, type Ready, type ReplicaApi, type ReplicaStatus } from '../core/types.js';
-import { BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
+import { BackupUnavailableError, BusyError, NotLeaderError, OutcomeUnknownError, RequestTimeoutError, ShuttingDownError, AdminRefusedError } from './errors.js';
 import { DiskFullError } from './wal.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PersistBatch, SnapshotToSave } from './storage.js';
@@ -129,6 +129,14 @@ interface SnapshotRequest {
   readonly reject: (err: unknown) => void;
 }
 
+/** What a backup needs to know of a snapshot besides its file: recorded when it is taken. */
+export interface SnapshotInfo {
+  readonly index: number;
+  readonly config: Config;
+  /** Keys in the state machine at `index`. */
+  readonly keys: number;
+}
+
 const sessionKey = (client: string, seq: number): string => `${client}\u0000${seq}`;
 
 /** The driver. Single-threaded: every method runs to completion on the event loop. */
@@ -159,6 +167,8 @@ export class Driver {
   private snapshotting: Promise<number> | undefined;
   /** An admin snapshot asked for while a Ready was in flight, taken when it completes. */
   private snapshotRequest: SnapshotRequest | undefined;
+  /** Snapshots taken, recovered or installed and not yet superseded on disk, by index. */
+  private readonly snapshotInfos = new Map<number, SnapshotInfo>();
   private stopped = false;
   private accepting = true;
   private wasLeader = false;
@@ -179,6 +189,7 @@ export class Driver {
     this.now = deps.now ?? Date.now;
     this.scheduler = deps.scheduler ?? eventLoopScheduler;
     this.kv = state.snapshot ? KvStore.restore(state.snapshot.data) : new KvStore();
+    if (state.snapshot) this.noteSnapshot({ index: state.snapshot.index, config: state.snapshot.config, keys: this.kv.size });
     this.lastStatus = deps.replica.status();
   }
 
@@ -318,6 +329,29 @@ export class Driver {
     return this.takeSnapshot();
   }
 
+  /**
+   * Admin: the consistent point of a backup. A linearizable read through the leader (refused
+   * with `NotLeaderError` elsewhere) gives an index that covers every write acknowledged before
+   * this call; then a snapshot at or above the index applied once that read is served (the one
+   * on disk if it already covers it). Resolves once that snapshot is durable, with what a
+   * backup's metadata needs; its file is `storage.snapshotPath(index)` until a newer one
+   * replaces it.
+   */
+  async backupPoint(): Promise<SnapshotInfo> {
+    const readIndex = await this.read((kv) => kv.applied);
+    const index = await this.snapshotNow();
+    const info = this.snapshotInfos.get(index);
+    if (index < readIndex || info === undefined) throw new BackupUnavailableError(`no snapshot at or above the read index ${readIndex} is on disk (snapshot at ${index}); retry`);
+    return info;
+  }
+
+  private noteSnapshot(info: SnapshotInfo): void {
+    this.snapshotInfos.set(info.index, info);
+    // Keep the ones that may still be on disk or on their way there.
+    const floor = Math.min(this.deps.storage.snapshotAt, info.index);
+    for (const index of this.snapshotInfos.keys()) if (index < floor) this.snapshotInfos.delete(index);
+  }
+
   private takeSnapshot(): Promise<number> {
     const storage = this.deps.storage;
     const index = this.kv.applied;
@@ -330,6 +364,7 @@ export class Driver {
     // being applied (to an overlay, merged once the last part is taken): a large state does not
     // stop the node. Storage has the snapshot from here on, before anything else reaches the
     // core (see `compact`): if a peer needs it before it is encoded, storage finishes it then.
+    this.noteSnapshot({ index, config: meta.config, keys: this.kv.size });
     const snapshot = { ...meta, data: this.kv.freeze() };
     // The status is otherwise refreshed only by a drain; an admin caller reads it next.
     this.lastStatus = this.deps.replica.status();
@@ -580,6 +615,7 @@ export class Driver {
   private apply(rd: Ready): void {
     if (rd.snapshot && rd.snapshot.index > this.kv.applied) {
       this.kv = KvStore.restore(rd.snapshot.data);
+      this.noteSnapshot({ index: rd.snapshot.index, config: rd.snapshot.config, keys: this.kv.size });
       // Results of slots inside the snapshot are not known here (the session table has them).
       for (const [slot, p] of this.pendingBySlot) {
         if (slot <= rd.snapshot.index) this.settleWrite(p, (w) => w.reject(new OutcomeUnknownError('state replaced by a snapshot')));

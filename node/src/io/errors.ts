@@ -70,6 +70,14 @@ export class InvalidRequestError extends Error {
   }
 }
 
+/** A backup could not be taken now (no snapshot covering its read index is on disk); retry. */
+export class BackupUnavailableError extends Error {
+  constructor(message: string) {
+    super(`backup unavailable: ${message}`);
+    this.name = 'BackupUnavailableError';
+  }
+}
+
 /** The core refused an admin operation; `reason` says why (branch on it, not on the message). */
 export class AdminRefusedError extends Error {
   constructor(
@@ -88,7 +96,7 @@ export const META_LEADER_ADDR = 'x-paxos-leader-addr';
 
 /** The gRPC status for an error; unknown errors become INTERNAL without leaking details. */
 export function grpcCode(err: unknown): grpc.status {
-  if (err instanceof NotLeaderError || err instanceof ShuttingDownError || err instanceof OutcomeUnknownError) return grpc.status.UNAVAILABLE;
+  if (err instanceof NotLeaderError || err instanceof ShuttingDownError || err instanceof OutcomeUnknownError || err instanceof BackupUnavailableError) return grpc.status.UNAVAILABLE;
   if (err instanceof BusyError || err instanceof DiskFullError) return grpc.status.RESOURCE_EXHAUSTED;
   if (err instanceof RequestTimeoutError) return grpc.status.DEADLINE_EXCEEDED;
   if (err instanceof StaleSequenceError) return grpc.status.ABORTED;

@@ -18,6 +18,8 @@ import { kvHandlers } from './kv-service.js';
 import { NodeMetrics } from './metrics.js';
 import { SERVER_OPTIONS, loadProtos } from './proto.js';
 import { Storage } from './storage.js';
+import { readBackupFile } from './backup-file.js';
+import * as fs from 'node:fs';
 import { trace } from './trace.js';
 import { CertificateSource, TlsFilesError, channelCredentials, serverCredentials } from './tls.js';
 import { PeerTransport } from './transport.js';
@@ -27,6 +29,14 @@ export class MissingBootstrapError extends Error {
   constructor(dir: string) {
     super(`data directory ${dir} is empty and no --bootstrap-config was given`);
     this.name = 'MissingBootstrapError';
+  }
+}
+
+/** `--restore-from` was given for a data directory that already holds state. */
+export class RestoreRefusedError extends Error {
+  constructor(dir: string, reason: string) {
+    super(`refusing to restore into ${dir}: ${reason}`);
+    this.name = 'RestoreRefusedError';
   }
 }
 
@@ -63,6 +73,21 @@ function openCertificates(config: NodeConfig, log: Logger): CertificateSource | 
   return source;
 }
 
+/** Whether `dir` exists and holds any file (a subdirectory that is empty does not count). */
+function hasData(dir: string): boolean {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  return names.some((name) => {
+    const p = `${dir}/${name}`;
+    return !fs.statSync(p).isDirectory() || hasData(p);
+  });
+}
+
 /** A running node. */
 export class NodeServer {
   private tickTimer: NodeJS.Timeout | undefined;
@@ -91,9 +116,24 @@ export class NodeServer {
     if (!certificates) log.warn({}, 'TLS is off (--insecure): peers and clients are not authenticated, anyone reaching the ports can reconfigure this node');
     const metrics = new NodeMetrics({ node: String(config.id) }, options.processMetrics ?? true);
     const storageLog = log.child({ component: 'storage' });
+    // A restore reads and verifies the whole backup before the data directory is touched.
+    const restore = config.restoreFrom === undefined ? undefined : await readBackupFile(config.restoreFrom);
+    if (restore && hasData(config.dataDir)) throw new RestoreRefusedError(config.dataDir, 'the data directory already holds data (restore only into an empty one)');
     const { storage, state: recovered } = Storage.open(config.dataDir, { logger: storageLog });
     let state: PersistedState;
-    if (recovered) {
+    if (restore) {
+      if (recovered) throw new RestoreRefusedError(config.dataDir, 'the data directory already holds state');
+      const bootstrap = bootstrapConfigOf(config);
+      if (!bootstrap) throw new MissingBootstrapError(config.dataDir);
+      // A fresh configuration over the backup's data: the source quorum's members and ballots
+      // are not carried over, only its state machine at the backup's index.
+      const hard = { ...freshState(bootstrap).hard, commit: restore.snapshot.index };
+      state = storage.initializeFromSnapshot(hard, { index: restore.snapshot.index, config: bootstrap, data: restore.snapshot.data });
+      storageLog.info(
+        { from: config.restoreFrom, index: restore.meta.index, keys: restore.meta.keys, sha256: restore.meta.sha256, sourceEpoch: restore.meta.epoch, sourceMembers: restore.meta.members, sourceVersion: restore.meta.nodeVersion, config: bootstrap },
+        'restored data directory from a backup',
+      );
+    } else if (recovered) {
       state = recovered;
       storageLog.info(
         { entries: recovered.entries.length, snapshot: recovered.snapshot?.index ?? 0, config: recovered.hard.config, commit: recovered.hard.commit },
@@ -165,7 +205,7 @@ export class NodeServer {
     const clientServer = shared ? peerServer : new grpc.Server(SERVER_OPTIONS);
     const apiLog = log.child({ component: 'api' });
     clientServer.addService(protos.kv, kvHandlers(driver, apiLog, metrics));
-    clientServer.addService(protos.admin, adminHandlers(driver, apiLog, resolveClient, access));
+    clientServer.addService(protos.admin, adminHandlers(driver, apiLog, resolveClient, access, (index) => storage.snapshotPath(index)));
     clientServer.addService(protos.health, health.handlers());
     if (!shared) peerServer.addService(protos.health, health.handlers());
 

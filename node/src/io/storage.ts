@@ -157,7 +157,8 @@ class SnapshotEncoder {
 /** Between two parts of a snapshot being encoded: the event loop runs what is due. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function decodeSnapshot(buf: Buffer, file: string): Snapshot {
+/** Decodes a snapshot file's bytes, checking its header and CRC; throws `CorruptSnapshotError`. */
+export function decodeSnapshot(buf: Buffer, file: string): Snapshot {
   const nl = buf.indexOf(0x0a);
   if (nl < 0) throw new CorruptSnapshotError(file, 'no header line');
   let header: { v?: unknown; bytes?: unknown; crc?: unknown };
@@ -269,6 +270,26 @@ export class Storage {
     this.hard = hard;
     this.wal.roll(this.hardFrame());
     return { hard, entries: [] };
+  }
+
+  /**
+   * Starts a fresh data directory from a restored snapshot (`paxos-node --restore-from`): the
+   * snapshot file is written and made durable first, then the log is started with `hard`. A
+   * crash in between leaves a snapshot without a hard state, which `open` refuses
+   * (`IncompleteDataDirError`), never an empty node that looks initialized.
+   */
+  initializeFromSnapshot(hard: HardState, snapshot: Snapshot): PersistedState {
+    if (this.hard !== undefined) throw new Error('storage already initialized');
+    const encoded = encodeSnapshot(snapshot);
+    this.hard = hard;
+    // Temp file, fsync, rename, fsync of the directory, then the roll writes the hard state.
+    this.writeSnapshotNow(encoded);
+    return { hard, entries: [], snapshot };
+  }
+
+  /** The path of the snapshot file at `index` (whether or not it exists). */
+  snapshotPath(index: number): string {
+    return this.snapshotFiles(index).file;
   }
 
   /**
