@@ -27,6 +27,7 @@ import {
   type StepResult,
 } from './harness.js';
 import { invalidReplicaChecks } from './invalid.js';
+import { badImageAndBack, rollingUpgrade } from './roll.js';
 
 const env = new E2eEnv();
 const steps: StepResult[] = [];
@@ -88,6 +89,21 @@ describe('paxos-operator end to end', () => {
         expect(r.max_stall_ms).toBeLessThan(10_000);
       }, 360_000);
     }
+
+    it('rolling upgrade to a second tag: one pod at a time, the leader last, one change of leader, no failed writes', async () => {
+      if (!writer) throw new Error('writer not started');
+      const image = await env.upgradeImage();
+      const r = await rollingUpgrade(env, writer, image);
+      notes.push(`rolling upgrade ${JSON.stringify(r)}`);
+      process.stderr.write(`e2e rolling upgrade ${JSON.stringify(r)}\n`);
+      expect({ failed: r.failed_ops, lost: r.lost_writes, linearizable: r.linearizable }).toEqual({ failed: 0, lost: 0, linearizable: true });
+      expect({ leader_changes: r.leader_changes, leader_last: r.leader_last, order: r.order }).toEqual({ leader_changes: 1, leader_last: true, order: r.order });
+      expect(new Set(r.order).size).toBe(r.order.length);
+      // A tag that cannot run stops the roll after one pod; the good image back rolls it back.
+      const bad = await badImageAndBack(env, writer, image);
+      process.stderr.write(`e2e bad image ${JSON.stringify(bad)}\n`);
+      expect({ pods_on_bad_image: bad.pods_on_bad_image, rolled_back: bad.rolled_back, failed: bad.failed_ops }).toEqual({ pods_on_bad_image: 1, rolled_back: true, failed: 0 });
+    }, 900_000);
 
     afterAll(async () => {
       await writer?.stop();

@@ -11,6 +11,7 @@ import { History } from '../sim/history.js';
 import { checkLinearizable } from '../sim/linearizability.js';
 import { CHART_DIR, LocalCluster, REPO_ROOT } from '../k8s/local-cluster.js';
 import { requireTools } from '../k8s/cluster/tools.js';
+import { buildNodeImage } from '../k8s/node/images.js';
 import { PodDns } from './pod-dns.js';
 
 export const NS = 'default';
@@ -93,6 +94,17 @@ export class E2eEnv {
     const images: Record<string, { ref: string; digest: string; image_id: string; size_mb: number }> = {};
     for (const [k, img] of Object.entries(built ?? {})) images[k] = { ref: img.ref, digest: img.digest, image_id: img.imageId, size_mb: Math.round(img.sizeBytes / 104857.6) / 10 };
     return { runtime: 'containerd', nodes: this.cluster.nodes?.nodeNames.length ?? 0, images };
+  }
+
+  /**
+   * Builds the node image once more under `tag` (BuildKit's cache: seconds) and imports it into
+   * every node; returns the reference to set as `spec.image`.
+   */
+  async upgradeImage(tag = 'upgrade'): Promise<string> {
+    const image = await buildNodeImage(tag, (l) => this.log(l));
+    if (!this.cluster.nodes) throw new Error('cluster not started');
+    await this.cluster.nodes.importImage(image.archive);
+    return image.ref.replace(/^docker\.io\//, '');
   }
 
   async stop(): Promise<void> {

@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import { E2eEnv, NS, QUORUM, OPERATOR_NS, RELEASE, SCALE_STEPS, Writer, leftoversAfterUninstall, scaleStep, sleep, summarize, writeResults, RESULTS_FILE, type StepResult } from './harness.js';
 import { invalidReplicaChecks } from './invalid.js';
+import { badImageAndBack, rollingUpgrade } from './roll.js';
 
 let json = false;
 try {
@@ -68,6 +69,20 @@ try {
       break;
     }
   }
+  if (problems.length === 0) {
+    say('rolling upgrade: spec.image = the node image under a second tag');
+    const image = await env.upgradeImage();
+    const roll = await rollingUpgrade(env, writer, image);
+    extra.rolling_upgrade = roll;
+    say(`rolling upgrade ${JSON.stringify(roll)}`);
+    if (roll.failed_ops !== 0 || roll.lost_writes !== 0 || !roll.linearizable) problems.push(`rolling upgrade: ${roll.failed_ops} failed, ${roll.lost_writes} lost, linearizable ${roll.linearizable}`);
+    if (roll.leader_changes !== 1 || !roll.leader_last) problems.push(`rolling upgrade: ${roll.leader_changes} leader changes, order ${roll.order.join(',')} (leader was ${roll.leader_before})`);
+    say('a tag that cannot run, then the good image back');
+    const bad = await badImageAndBack(env, writer, image);
+    extra.bad_image = bad;
+    say(`bad image ${JSON.stringify(bad)}`);
+    if (bad.pods_on_bad_image !== 1 || !bad.rolled_back || bad.failed_ops !== 0) problems.push(`bad image: ${JSON.stringify(bad)}`);
+  }
   await writer.stop();
   if (writer.failures.length) say(`client failures: ${writer.failures.join(' | ')}`);
   writer.close();
@@ -105,7 +120,7 @@ if (!json) {
 }
 const { steps: stepList, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election } = summary;
 if (json) {
-  const { runtime, nodes, images } = extra;
-  process.stdout.write(`${JSON.stringify({ runtime, nodes, images, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
+  const { runtime, nodes, images, rolling_upgrade, bad_image } = extra;
+  process.stdout.write(`${JSON.stringify({ runtime, nodes, images, rolling_upgrade, bad_image, failed_ops, refusals, lost_writes, linearizable, max_stall_ms_transfer, max_stall_ms_election, steps: stepList })}\n`);
 }
 process.exit(ok ? 0 : 1);

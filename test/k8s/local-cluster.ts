@@ -17,7 +17,7 @@ import { LocalControlPlane, type ControlPlaneOptions } from './cluster/control-p
 import { acquireSlot, releaseSlot } from './cluster/slots.js';
 import { REPO_ROOT, requireTools, toolsBinDir } from './cluster/tools.js';
 import { tryRun } from './node/exec.js';
-import { restoreHost, snapshotHost, type HostSnapshot } from './node/host-state.js';
+import { acquireHostLock, releaseHostLock, restoreHost, snapshotHost, type HostSnapshot } from './node/host-state.js';
 import { buildImages, type ImageSet } from './node/images.js';
 import { RealNodes, createBridge, nodeNetwork, type NodeNetwork } from './node/real-nodes.js';
 
@@ -130,6 +130,7 @@ export class LocalCluster {
   private log: Logger = pino({ level: process.env.LOCAL_CLUSTER_LOG ?? 'warn' });
   private network: NodeNetwork | undefined;
   private hostBefore: HostSnapshot | undefined;
+  private hostLocked = false;
 
   /** Admin kubeconfig (valid after start()). */
   get kubeconfigPath(): string {
@@ -160,6 +161,8 @@ export class LocalCluster {
       throw new Error('LocalCluster needs root: it runs containerd, kubelets and kube-proxy, which change iptables and mounts.');
     }
     this.built = await buildImages({ log: opts.imageLog });
+    await acquireHostLock();
+    this.hostLocked = true;
     this.hostBefore = await snapshotHost();
     try {
       // The bridge must exist before the API server binds to its address; the slot lock is
@@ -208,6 +211,8 @@ export class LocalCluster {
     if (this.network) await tryRun('ip', ['link', 'delete', this.network.bridge]);
     if (this.hostBefore) problems.push(...(await restoreHost(this.hostBefore)));
     this.hostBefore = undefined;
+    if (this.hostLocked) releaseHostLock();
+    this.hostLocked = false;
     if (problems.length) this.log.warn({ problems }, 'host not fully restored');
     return problems;
   }

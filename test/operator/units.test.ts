@@ -328,6 +328,19 @@ describe('roll order and leader detection', () => {
     expect(nextRollStep(views, 1, undefined).kind).toBe('None');
   });
 
+  it('replaces the one pod that is down on an outdated revision (the way back from a bad image), and only that case', () => {
+    // The template was set back to 'new' while pod 0 sits on the bad revision, not ready.
+    const back = [view(0, 'follower', { revision: 'bad', ready: false }), view(1, 'leader'), view(2, 'follower')];
+    expect(nextRollStep(back, 1, 'new')).toEqual({ kind: 'DeletePod', ordinal: 0 });
+    // Still on the bad template: the broken pod is current, so the roll just waits.
+    const stuck = [view(0, 'follower', { ready: false }), view(1, 'leader', { revision: 'old' }), view(2, 'follower', { revision: 'old' })];
+    expect(nextRollStep(stuck, 1, 'new').kind).toBe('WaitRoll');
+    // Two pods down, or no leader: never.
+    const two = [view(0, 'follower', { revision: 'bad', ready: false }), view(1, 'leader'), view(2, 'follower', { ready: false })];
+    expect(nextRollStep(two, 1, 'new').kind).toBe('WaitRoll');
+    expect(nextRollStep(back, undefined, 'new').kind).toBe('WaitRoll');
+  });
+
   it('takes the leader most nodes agree on when two claim it, and none on a tie', () => {
     expect(findLeader([view(0, 'leader', { leader: 0 }), view(1, 'leader', { leader: 1 }), view(2, 'follower', { leader: 1 })])).toBe(1);
     expect(findLeader([view(0, 'leader', { leader: 0 }), view(1, 'leader', { leader: 1 })])).toBeUndefined();

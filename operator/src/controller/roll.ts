@@ -28,8 +28,15 @@ export function nextRollStep(views: readonly NodeView[], leader: number | undefi
   if (updateRevision === undefined) return { kind: 'None' };
   const stale = outdated(views, updateRevision);
   if (stale.length === 0) return { kind: 'None' };
-  const unhealthy = views.find((view) => !healthy(view) || view.status?.caughtUp !== true);
-  if (unhealthy !== undefined) return { kind: 'WaitRoll', reason: `pod ${unhealthy.ordinal} is not ready and caught up` };
+  const unhealthy = views.filter((view) => !healthy(view) || view.status?.caughtUp !== true);
+  // The way back from a revision that cannot run (a tag that does not exist, a crashing image):
+  // once the template is set back, the one pod that is down on an outdated revision is replaced.
+  // It serves nothing, so replacing it costs no availability, and every other member is healthy.
+  const [down] = unhealthy;
+  if (down !== undefined && unhealthy.length === 1 && leader !== undefined && down.ordinal !== leader && stale.includes(down)) {
+    return { kind: 'DeletePod', ordinal: down.ordinal };
+  }
+  if (down !== undefined) return { kind: 'WaitRoll', reason: `pod ${down.ordinal} is not ready and caught up` };
   if (leader === undefined) return { kind: 'WaitRoll', reason: 'no leader' };
   const follower = stale.find((view) => view.ordinal !== leader);
   if (follower !== undefined) return { kind: 'DeletePod', ordinal: follower.ordinal };

@@ -8,7 +8,8 @@
  * bridge plugin with `isGateway` sets `net.ipv4.ip_forward=1`; kube-proxy may set
  * `net.ipv4.conf.all.route_localnet` and the bridge-netfilter switches.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { run, tryRun } from './exec.js';
 
 /** The sysctls that the node components are known to change. */
@@ -147,4 +148,51 @@ export function diffHost(before: HostSnapshot, after: HostSnapshot): string[] {
   if (added.length) out.push(`links added: ${added.join(', ')}`);
   if (removed.length) out.push(`links removed: ${removed.join(', ')}`);
   return out;
+}
+
+/** Lock file held while a cluster's nodes change the host (one cluster at a time). */
+const HOST_LOCK = '/run/paxos-lc/host.lock';
+
+function lockOwnerAlive(): boolean {
+  try {
+    const pid = Number(readFileSync(HOST_LOCK, 'utf8'));
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the machine-wide lock for changing iptables, sysctls and links, waiting (up to
+ * `timeoutMs`) while another live process holds it: two clusters restoring snapshots of the
+ * host taken at different times would undo each other's rules.
+ */
+export async function acquireHostLock(timeoutMs = 1_800_000): Promise<void> {
+  mkdirSync(dirname(HOST_LOCK), { recursive: true });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      writeFileSync(HOST_LOCK, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (!lockOwnerAlive()) {
+        rmSync(HOST_LOCK, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`another local cluster holds ${HOST_LOCK} (pid ${readFileSync(HOST_LOCK, 'utf8')}); stop it first`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+/** Releases the lock taken by {@link acquireHostLock} (only if this process holds it). */
+export function releaseHostLock(): void {
+  try {
+    if (Number(readFileSync(HOST_LOCK, 'utf8')) === process.pid) rmSync(HOST_LOCK, { force: true });
+  } catch {
+    /* not held */
+  }
 }

@@ -312,10 +312,11 @@ async function buildDockerfile(
   dockerfileDir: 'node' | 'operator',
   ref: string,
   log: (l: string) => void,
+  name: string = dockerfileDir,
 ): Promise<BuiltImage> {
-  const dir = join(IMAGES_DIR, dockerfileDir);
+  const dir = join(IMAGES_DIR, name);
   mkdirSync(dir, { recursive: true });
-  const archive = join(dir, `${dockerfileDir}.oci.tar`);
+  const archive = join(dir, `${name}.oci.tar`);
   const metadata = join(dir, 'metadata.json');
   const started = Date.now();
   log(`${ref}: buildctl build -f ${dockerfileDir}/Dockerfile ...`);
@@ -379,6 +380,23 @@ export async function buildImages(opts: BuildImagesOptions = {}): Promise<ImageS
     const set: ImageSet = { pause, node, operator };
     writeFileSync(join(IMAGES_DIR, 'images.json'), `${JSON.stringify(set, null, 2)}\n`);
     return set;
+  } finally {
+    await daemon.stop();
+  }
+}
+
+/**
+ * Builds `node/Dockerfile` once more under another tag (for a rolling upgrade): the same
+ * Dockerfile and context, so BuildKit's cache makes it take seconds.
+ */
+export async function buildNodeImage(tag: string, log: (l: string) => void = (l) => process.stderr.write(`[images] ${l}\n`)): Promise<BuiltImage> {
+  const binDir = toolsBinDir();
+  requireTools(['buildkitd', 'buildctl'], binDir);
+  const base = await ensureBaseImage(log);
+  const daemon = new BuildkitDaemon(binDir);
+  await daemon.start();
+  try {
+    return await buildDockerfile(binDir, daemon, base, 'node', `docker.io/paxosquorum/node:${tag}`, log, `node-${tag}`);
   } finally {
     await daemon.stop();
   }

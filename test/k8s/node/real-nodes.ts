@@ -276,6 +276,11 @@ export class RealNodes {
     }
   }
 
+  /** Imports an image archive into every node's containerd (as a registry push would make it pullable). */
+  async importImage(archive: string): Promise<void> {
+    for (const n of this.nodes) await n.containerd.importImage(archive);
+  }
+
   /** Stops the kubelet of node `name` (the node goes NotReady; its pods stop being served). */
   async stopNode(name: string): Promise<void> {
     const n = this.nodes.find((x) => x.name === name);
