@@ -193,11 +193,16 @@ export class RealNodes {
         clusterDns: net.gateway,
       });
       this.nodes.push({ name, dir, containerd, kubelet });
-      await containerd.start(join(logs, `containerd-${name}.log`));
-      for (const image of [opts.images.pause, opts.images.node, opts.images.operator]) await containerd.importImage(image.archive);
-      await kubelet.start(join(logs, `kubelet-${name}.log`));
-      log.info({ node: name }, 'node started');
     }
+    // The nodes come up side by side: most of the time goes into unpacking the images.
+    await Promise.all(
+      this.nodes.map(async ({ name, containerd, kubelet }) => {
+        await containerd.start(join(logs, `containerd-${name}.log`));
+        for (const image of [opts.images.pause, opts.images.node, opts.images.operator]) await containerd.importImage(image.archive);
+        await kubelet.start(join(logs, `kubelet-${name}.log`));
+        log.info({ node: name }, 'node started');
+      }),
+    );
 
     // kube-proxy: one for the machine, since all nodes share its network stack.
     const proxyCert = leaf(join(root), pki.ca, { name: 'kube-proxy', subject: '/CN=system:kube-proxy', usage: 'client' }, 30);
@@ -304,11 +309,13 @@ export class RealNodes {
   /** Stops everything and puts the host back; returns what could not be restored. */
   async stop(): Promise<string[]> {
     this.provisioner?.stop();
-    for (const n of this.nodes) await n.kubelet.stop();
-    for (const n of this.nodes) {
-      await this.removeSandboxes(n);
-      await n.containerd.stop();
-    }
+    await Promise.all(this.nodes.map((n) => n.kubelet.stop()));
+    await Promise.all(
+      this.nodes.map(async (n) => {
+        await this.removeSandboxes(n);
+        await n.containerd.stop();
+      }),
+    );
     await this.kubeProxy?.stop(5000);
     await this.coredns?.stop(5000);
     this.client?.close();
