@@ -107,8 +107,20 @@ describe('local cluster on real nodes (containerd + kubelet)', () => {
     // From pod web-0: web-2 by its headless-service DNS name, and the ClusterIP Service.
     const fetch = (url: string): Promise<string> =>
       kubectl(['exec', '-n', NS, 'web-0', '--', 'node', '-e', `require('http').get('${url}',r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>console.log(b))}).on('error',e=>{console.error(e.message);process.exit(1)})`]);
-    expect((await fetch('http://web-2.web.default.svc.cluster.local:8080/')).trim()).toBe('web-2');
-    expect((await fetch('http://web-vip.default.svc:80/')).trim()).toMatch(/^web-[012]$/);
+    // kube-proxy and CoreDNS follow the endpoints within a few seconds of the pods being ready.
+    const eventually = async (url: string): Promise<string> => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        try {
+          return (await fetch(url)).trim();
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    };
+    expect(await eventually('http://web-2.web.default.svc.cluster.local:8080/')).toBe('web-2');
+    expect(await eventually('http://web-vip.default.svc:80/')).toMatch(/^web-[012]$/);
     // The volume is writable by the pod's non-root user.
     await kubectl(['exec', '-n', NS, 'web-1', '--', 'node', '-e', "require('fs').writeFileSync('/data/x','1')"]);
   }, 400_000);
