@@ -35,6 +35,11 @@ export interface KubeletOptions {
   readonly healthzPort: number;
   /** Cluster DNS server address. */
   readonly clusterDns: string;
+  /**
+   * Cgroup root of this node's pods, unique on the machine: two kubelets sharing one remove each
+   * other's pod cgroups (each cleans up the pods it does not know).
+   */
+  readonly cgroupRoot: string;
   /** Labels of the Node (besides the kubelet's own). */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -47,7 +52,7 @@ export class Kubelet {
 
   /** The cgroup root of this node's pods (below every mounted cgroup v1 hierarchy). */
   get cgroupRoot(): string {
-    return `/paxos-local/${this.opts.nodeName}`;
+    return this.opts.cgroupRoot;
   }
 
   /**

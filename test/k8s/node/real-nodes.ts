@@ -191,6 +191,7 @@ export class RealNodes {
         port: 10250 + 10 * slot + k,
         healthzPort: 20250 + 10 * slot + k,
         clusterDns: net.gateway,
+        cgroupRoot: `/paxos-local/slot-${slot}/${name}`,
       });
       this.nodes.push({ name, dir, containerd, kubelet });
     }
@@ -324,7 +325,8 @@ export class RealNodes {
       await unmountBelow(n.dir);
       for (const h of cgroupHierarchies()) removeCgroupTree(join(h, n.kubelet.cgroupRoot));
     }
-    for (const h of cgroupHierarchies()) removeCgroupTree(join(h, 'paxos-local'));
+    const slot = this.opts?.controlPlane.network?.slot ?? 0;
+    for (const h of cgroupHierarchies()) removeCgroupTree(join(h, 'paxos-local', `slot-${slot}`));
     if (this.runtimeDir) {
       await unmountBelow(this.runtimeDir);
       rmSync(this.runtimeDir, { recursive: true, force: true });
