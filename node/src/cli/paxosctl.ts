@@ -49,6 +49,9 @@ options:
   --cert FILE        client certificate (env PAXOSCTL_CERT); the admin commands other than
                      status need the operator's (Secret <quorum>-tls-operator)
   --key FILE         its private key (env PAXOSCTL_KEY)
+  --server-identity hostname|member
+                     how a node's certificate is matched: hostname (default; the endpoint's name
+                     must be in it) or member (any member certificate of the CA: for pod IPs)
 `;
 
 /** A usage error: exit code 2. */
@@ -84,7 +87,7 @@ interface Globals {
   deadlineGiven: boolean;
   limit: number;
   expectAbsent: boolean;
-  tls: { cacert: string; cert: string | undefined; key: string | undefined } | undefined;
+  tls: { cacert: string; cert: string | undefined; key: string | undefined; serverIdentity: 'hostname' | 'member' } | undefined;
 }
 
 function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Globals; command: string | undefined; args: string[]; help: boolean } {
@@ -103,6 +106,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
         cacert: { type: 'string' },
         cert: { type: 'string' },
         key: { type: 'string' },
+        'server-identity': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -124,6 +128,8 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
   const key = v.key ?? (env.PAXOSCTL_KEY || undefined);
   if (!cacert && (cert || key)) throw new UsageError('--cert/--key need --cacert (the CA that signed the nodes\' certificates)');
   if ((cert === undefined) !== (key === undefined)) throw new UsageError(cert ? '--cert needs --key' : '--key needs --cert');
+  const serverIdentity = v['server-identity'] ?? (env.PAXOSCTL_SERVER_IDENTITY || 'hostname');
+  if (serverIdentity !== 'hostname' && serverIdentity !== 'member') throw new UsageError('--server-identity must be hostname or member');
   return {
     globals: {
       endpoints,
@@ -132,7 +138,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): { globals: Glob
       deadlineGiven: v['deadline-ms'] !== undefined,
       limit: int('limit', v.limit, 1000),
       expectAbsent: v['expect-absent'] ?? false,
-      tls: cacert ? { cacert, cert, key } : undefined,
+      tls: cacert ? { cacert, cert, key, serverIdentity } : undefined,
     },
     command,
     args,

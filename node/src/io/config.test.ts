@@ -91,6 +91,8 @@ describe('node config', () => {
       expect(ok(base, { PAXOS_TLS_CA: 'ca', PAXOS_TLS_CERT: 'c', PAXOS_TLS_KEY: 'k', PAXOS_CLIENT_AUTH: 'None', PAXOS_TLS_RELOAD_MS: '500' }).tls)
         .toEqual({ caFile: 'ca', certFile: 'c', keyFile: 'k', clientAuth: 'none', reloadMs: 500 });
       expect(ok([...base, '--insecure']).tls).toBeUndefined();
+      expect(ok(['--data-dir', '/d', '--peer-template', 'p-{i}:1', '--tls-ca', '/t/ca.crt', '--tls-cert', '/t/member-{i}.crt', '--tls-key', '/t/member-{i}.key'], { HOSTNAME: 'q-4' }).tls)
+        .toMatchObject({ caFile: '/t/ca.crt', certFile: '/t/member-4.crt', keyFile: '/t/member-4.key' });
       expect(ok(base, { PAXOS_INSECURE: 'true' }).tls).toBeUndefined();
     });
 

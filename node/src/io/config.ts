@@ -147,7 +147,8 @@ export const USAGE = `usage: paxos-node --id N --data-dir DIR (--peers 0=h:p,1=h
   --max-pending-requests N default 10000     --request-timeout-ms N  default 10000
   --shutdown-grace-ms N    default 5000      --log-level L  default info (env PAXOS_LOG_LEVEL)
   --tls-ca FILE            CA bundle (PEM) trusted for peers and clients (env PAXOS_TLS_CA)
-  --tls-cert FILE          this member's certificate, naming urn:paxos:member:<id> (env PAXOS_TLS_CERT)
+  --tls-cert FILE          this member's certificate, naming urn:paxos:member:<id> (env PAXOS_TLS_CERT;
+                           '{i}' in any of the three paths is replaced by the id)
   --tls-key FILE           its private key (env PAXOS_TLS_KEY); the three files are re-read
                            every --tls-reload-ms (default 10000) and swapped in without a restart
   --client-auth MODE       required (default): clients need a certificate of the CA; none: any
@@ -235,7 +236,12 @@ export function parseNodeConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     ]);
   }
   if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
-  return parsed.data;
+  const config = parsed.data;
+  if (!config.tls) return config;
+  // `{i}` in a path is this node's id: one Secret holding every member's files is mounted into
+  // every pod of the StatefulSet, and each node picks its own.
+  const own = (path: string): string => path.replaceAll('{i}', String(config.id));
+  return { ...config, tls: { ...config.tls, caFile: own(config.tls.caFile), certFile: own(config.tls.certFile), keyFile: own(config.tls.keyFile) } };
 }
 
 /** The `tls` part of the candidate config: all three files, or --insecure, never neither or both. */

@@ -1,12 +1,15 @@
 /**
  * The quorum's own small PKI: a CA per quorum and the certificates it issues (members,
  * operator, clients), each naming its holder with one URI SAN (node/src/io/identity.ts).
- * RSA-2048 keys come from node:crypto; node-forge builds and signs the certificates (node:crypto
- * cannot issue X.509). Used by the operator and by the tests that need certificates.
+ * RSA-2048 keys and signatures come from node:crypto; node-forge only builds the certificate
+ * structure (node:crypto cannot issue X.509). Used by the operator and by the tests that need certificates.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
+import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { OPERATOR_URI, clientUri, memberUri } from '../../../node/src/io/identity.js';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
 
 /** A certificate and its private key, both PEM. */
 export interface KeyPair {
@@ -31,11 +34,24 @@ export interface LeafRequest extends Validity {
   readonly server: boolean;
 }
 
-function newKey(): { publicKey: forge.pki.rsa.PublicKey; privateKey: forge.pki.rsa.PrivateKey; keyPem: string } {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const forgeKey = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-  return { privateKey: forgeKey, publicKey: forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e), keyPem };
+/** A fresh RSA-2048 key pair, PEM; generated off the event loop (the operator also renews its Lease). */
+export interface NewKey {
+  readonly keyPem: string;
+  readonly publicKeyPem: string;
+}
+
+const RSA = { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } } as const;
+
+/** A new key, asynchronously (libuv thread pool). */
+export async function newKey(): Promise<NewKey> {
+  const { publicKey, privateKey } = await generateKeyPairAsync('rsa', RSA);
+  return { keyPem: privateKey, publicKeyPem: publicKey };
+}
+
+/** A new key, blocking (tests). */
+export function newKeySync(): NewKey {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', RSA);
+  return { keyPem: privateKey, publicKeyPem: publicKey };
 }
 
 function serial(): string {
@@ -44,19 +60,35 @@ function serial(): string {
   return bytes.toString('hex');
 }
 
-function base(publicKey: forge.pki.rsa.PublicKey, validity: Validity): forge.pki.Certificate {
+function base(publicKeyPem: string, validity: Validity): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
-  cert.publicKey = publicKey;
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
   cert.serialNumber = serial();
   cert.validity.notBefore = validity.notBefore;
   cert.validity.notAfter = validity.notAfter;
   return cert;
 }
 
-/** A self-signed CA certificate and key. */
-export function createCa(commonName: string, validity: Validity): KeyPair {
-  const key = newKey();
-  const cert = base(key.publicKey, validity);
+/**
+ * Signs `cert` with `signerKeyPem` through node:crypto (PKCS#1 v1.5, SHA-256): forge builds
+ * the structure, native code does the RSA work (forge's own RSA is far slower).
+ */
+function sign(cert: forge.pki.Certificate, signerKeyPem: string): void {
+  const signer = createPrivateKey(signerKeyPem);
+  const nativeKey = {
+    sign: (): string => {
+      // forge sets tbsCertificate right before it asks the key to sign (x509.js, cert.sign).
+      const tbsCertificate = (cert as unknown as { tbsCertificate: forge.asn1.Asn1 }).tbsCertificate;
+      const tbs = Buffer.from(forge.asn1.toDer(tbsCertificate).getBytes(), 'binary');
+      return nodeSign('sha256', tbs, signer).toString('binary');
+    },
+  };
+  cert.sign(nativeKey as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+}
+
+/** A self-signed CA certificate with `key` (default: a new one, blocking). */
+export function createCa(commonName: string, validity: Validity, key: NewKey = newKeySync()): KeyPair {
+  const cert = base(key.publicKeyPem, validity);
   const name = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'paxos-operator' }];
   cert.setSubject(name);
   cert.setIssuer(name);
@@ -65,16 +97,14 @@ export function createCa(commonName: string, validity: Validity): KeyPair {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(key.privateKey, forge.md.sha256.create());
+  sign(cert, key.keyPem);
   return { certPem: forge.pki.certificateToPem(cert), keyPem: key.keyPem };
 }
 
-/** A leaf certificate signed by `ca`. */
-export function issueLeaf(ca: KeyPair, request: LeafRequest): KeyPair {
+/** A leaf certificate for `key` (default: a new one, blocking) signed by `ca`. */
+export function issueLeaf(ca: KeyPair, request: LeafRequest, key: NewKey = newKeySync()): KeyPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
-  const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const key = newKey();
-  const cert = base(key.publicKey, request);
+  const cert = base(key.publicKeyPem, request);
   cert.setSubject([{ name: 'commonName', value: request.commonName }]);
   cert.setIssuer(caCert.subject.attributes);
   const altNames = [
@@ -89,7 +119,7 @@ export function issueLeaf(ca: KeyPair, request: LeafRequest): KeyPair {
     { name: 'subjectAltName', altNames },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(caKey, forge.md.sha256.create());
+  sign(cert, ca.keyPem);
   return { certPem: forge.pki.certificateToPem(cert), keyPem: key.keyPem };
 }
 
