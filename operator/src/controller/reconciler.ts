@@ -179,8 +179,13 @@ export class Reconciler {
       statefulSetReplicas: sts.spec?.replicas, operation: stored,
     };
     const decision = nextStep(observed);
-    const plan: Plan = decision.step.kind === 'Done' && decision.operation === undefined
-      ? { kind: 'roll', step: nextRollStep(views, leader, settledRevision(sts)) }
+    const roll = decision.operation === undefined ? nextRollStep(views, leader, settledRevision(sts)) : undefined;
+    // With no membership change under way, the planner waits for a member that is down; if that
+    // member is down on an outdated revision (an image that cannot run, since set back), the
+    // roll replaces it: the way back that a user would otherwise take with `kubectl delete pod`.
+    const rescue = roll?.kind === 'DeletePod' && decision.step.kind === 'Wait' && isDownPod(views, roll.ordinal);
+    const plan: Plan = roll !== undefined && (decision.step.kind === 'Done' || rescue)
+      ? { kind: 'roll', step: roll }
       : { kind: 'planner', step: decision.step, operation: decision.operation };
     // The budget follows the decision: no voluntary disruption while a membership change runs.
     await this.ensureBudget(quorum, owned, sts.spec?.replicas ?? spec.replicas, decision.operation !== undefined);
@@ -469,6 +474,12 @@ function actionOf(plan: Plan): ExecutableStep | undefined {
  * (except converting the leader in place, which the planner only asks for when it leads), and
  * none while a member of the newest configuration (or of its prior) does not answer.
  */
+/** The pod of `ordinal` exists and is not ready. */
+function isDownPod(views: readonly NodeView[], ordinal: number): boolean {
+  const view = views.find((v) => v.ordinal === ordinal);
+  return view !== undefined && !view.podReady;
+}
+
 function unsafeToAct(
   views: readonly NodeView[], leader: number | undefined, membership: NodeConfig | undefined, action: ExecutableStep,
 ): string | undefined {
@@ -477,8 +488,10 @@ function unsafeToAct(
   const required = new Set([...membership.members, ...(membership.prior ?? [])]);
   // A pod the planner stops after finalization is outside the membership; its health does not matter.
   // A member that lost its volume answers but does not vote: the planner repairs it, so it passes.
-  const sick = views.find((view) => required.has(view.ordinal) && !answering(view));
-  if (sick !== undefined) return `member pod ${sick.pod.metadata?.name} is not ready`;
+  const sick = views.filter((view) => required.has(view.ordinal) && !answering(view));
+  // Replacing the one member that is down (a roll's way back from a bad image) removes no vote.
+  const replacesTheSick = action.kind === 'DeletePod' && sick.length === 1 && sick[0]?.ordinal === action.ordinal && action.ordinal !== leader;
+  if (sick[0] !== undefined && !replacesTheSick) return `member pod ${sick[0].pod.metadata?.name} is not ready`;
   // Members of a target being built (joint configuration) start one by one; those of the
   // configuration in force — the prior while there is one — must all exist.
   const inForce = membership.prior ?? membership.members;
