@@ -83,6 +83,11 @@ function kubeLdflags() {
   return flags;
 }
 
+/** buildkitd and buildctl report the pinned BuildKit version. */
+function buildkitLdflags() {
+  return [`-X github.com/moby/buildkit/version.Version=${requiredVersion('buildkit', 'github.com/moby/buildkit')}`];
+}
+
 /** The binaries, in build order (smallest first so something is usable early). */
 const TOOLS = [
   {
@@ -168,10 +173,7 @@ const TOOLS = [
     pkg: 'github.com/moby/buildkit/cmd/buildctl',
     env: 'TEST_ASSET_BUILDCTL',
     kubebuilder: false,
-    ldflags: () => {
-      const v = requiredVersion('buildkit', 'github.com/moby/buildkit');
-      return [`-X github.com/moby/buildkit/version.Version=${v}`];
-    },
+    ldflags: buildkitLdflags,
   },
   {
     name: 'buildkitd',
@@ -179,10 +181,7 @@ const TOOLS = [
     pkg: 'github.com/moby/buildkit/cmd/buildkitd',
     env: 'TEST_ASSET_BUILDKITD',
     kubebuilder: false,
-    ldflags: () => {
-      const v = requiredVersion('buildkit', 'github.com/moby/buildkit');
-      return [`-X github.com/moby/buildkit/version.Version=${v}`];
-    },
+    ldflags: buildkitLdflags,
   },
   {
     name: 'crictl',
